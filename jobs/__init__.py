@@ -1,0 +1,1 @@
+"""Spark jobs: thin wiring of extract -> transform -> load."""

@@ -1,0 +1,275 @@
+"""The reconciliation job for one date: extract -> classify -> publish {root}/recon/{D}/.
+
+Also runnable with ``spark-submit jobs/reconcile.py --conf … --date …``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import posixpath
+import re
+import time
+
+from normalizers.publish import is_published, standard_dir
+from recon.config import Settings
+from recon.dates import window_start
+from recon.errors import IntegrityError, UnavailableError
+from recon.storage import Storage
+from schemas import local as local_schema
+from schemas import standard
+from schemas.csvio import SPARK_CSV_OPTIONS
+from schemas.outputs import CORRECTION_ACTIONS, open_item_spark_schema
+
+log = logging.getLogger(__name__)
+DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
+
+DISCREPANCY_ORDER = ("channel", "category", "order_no", "refund_no", "source_file", "source_line", "local_time",
+                     "channel_time", "local_amount", "channel_amount")
+CORRECTION_ORDER = ("channel", "order_no", "refund_no", "action")
+OPEN_ITEM_ORDER = ("channel", "side", "txn_type", "order_no", "refund_no", "source_file", "source_line",
+                   "first_seen")
+
+
+def recon_dir(day: dt.date) -> str:
+    return posixpath.join("recon", day.isoformat())
+
+
+def local_dir(day: dt.date) -> str:
+    return posixpath.join("local", day.isoformat())
+
+
+def is_reconciled(storage: Storage, day: dt.date) -> bool:
+    return storage.is_file(recon_dir(day), "_SUCCESS")
+
+
+def previous_result(storage: Storage, day: dt.date) -> dt.date | None:
+    """The latest reconciled date before ``day`` (whose open items ``day`` carries)."""
+    earlier = sorted((n for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()), reverse=True)
+    for name in earlier:
+        candidate = dt.date.fromisoformat(name)
+        if is_reconciled(storage, candidate):
+            return candidate
+    return None
+
+
+def write_single_csv(storage: Storage, df, order, folder: str, name: str) -> None:
+    """Write ``df`` sorted as one CSV file ``folder/name`` (Spark writes, we rename its one part file)."""
+    parts_dir = posixpath.join(folder, f"_parts_{name}")
+    (df.repartition(1).sortWithinPartitions(*order)
+       .write.mode("errorifexists").options(**SPARK_CSV_OPTIONS).csv(storage.uri(parts_dir)))
+    parts = [n for n in storage.list(parts_dir) if n.startswith("part-") and n.endswith(".csv")]
+    if len(parts) != 1:
+        raise IntegrityError(f"expected one part file for {name}, Spark wrote {len(parts)}", file=parts_dir)
+    storage.move(posixpath.join(parts_dir, parts[0]), posixpath.join(folder, name))
+    storage.delete(parts_dir)
+
+
+def _money(value) -> str:
+    from schemas.money import format_money
+    from decimal import Decimal
+    return format_money(value if value is not None else Decimal("0.00"))
+
+
+def _read_local(spark, storage: Storage, settings: Settings, day: dt.date):
+    folder = local_dir(day)
+    names = [n for n in storage.list(folder) if not n.startswith(("_", "."))]
+    if not names:
+        raise UnavailableError(f"no local orders export under {storage.uri(folder)}", date=day.isoformat(),
+                               hint="the order system's export for this date must land there before reconciling")
+    reader = spark.read.schema(local_schema.spark_schema())
+    if settings.local_orders.get("format", "csv") == "parquet":
+        return reader.parquet(storage.uri(folder)), folder, names
+    return reader.options(**READ_OPTIONS).csv(storage.uri(folder)), folder, names
+
+
+def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str],
+                   *, run_id: str, extra: dict | None = None) -> dict:
+    """Reconcile D for ``channels`` (those with published standard records) and publish the result.
+
+    Returns the summary written to summary.json.
+    """
+    from pyspark.sql import functions as F
+
+    from jobs import transforms as tx
+
+    started = time.time()
+    d = day.isoformat()
+    available = [ch for ch in channels if is_published(storage, ch, day)]
+    missing = [ch for ch in channels if ch not in available]
+    if not available:
+        raise UnavailableError("no channel has published standard records for this date; nothing to reconcile",
+                               date=d, hint="run `recon download` and `recon normalize` first")
+
+    # -- extract ---------------------------------------------------------------------------------------------
+    std = spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(
+        [storage.uri(standard_dir(ch, day)) for ch in available])
+    local, local_folder, local_files = _read_local(spark, storage, settings, day)
+    in_scope = F.col("channel").isin(available)
+    prev = previous_result(storage, day)
+    if prev is not None and prev != day - dt.timedelta(days=1):
+        log.warning("date %s: carrying open items from %s, the latest reconciled date (%s is missing)", d, prev,
+                    day - dt.timedelta(days=1))
+    item_schema = open_item_spark_schema()
+    if prev is not None:
+        opening = spark.read.schema(item_schema).options(**READ_OPTIONS).csv(
+            storage.uri(recon_dir(prev), "open_items.csv"))
+    else:
+        opening = spark.createDataFrame([], item_schema)
+
+    # -- transform -------------------------------------------------------------------------------------------
+    params = tx.ClassifyParams(
+        day=d, max_carry_days=settings.max_carry_days,
+        window_starts={ch: window_start(day, settings.channels[ch].cutoff_minutes) for ch in available},
+        rules={ch: tx.ChannelRules(cutoff_minutes=settings.channels[ch].cutoff_minutes,
+                                   fee_rate=settings.channels[ch].fee_rate,
+                                   fee_tolerance=settings.channels[ch].fee_tolerance) for ch in available},
+    )
+    records = (tx.local_records(local.filter(in_scope), d)
+               .unionByName(tx.channel_records(std, d))
+               .unionByName(tx.open_item_records(opening.filter(in_scope))))
+    outcomes = tx.classify(records, params).persist()
+    try:
+        try:
+            totals = [r.asDict() for r in tx.category_totals(outcomes).collect()]
+        except Exception as exc:  # Spark's FAILFAST parse errors arrive as JVM exceptions
+            text = str(exc)
+            if "MALFORMED" in text.upper() or "CAST_INVALID_INPUT" in text or "CSV header" in text:
+                first = text.strip().splitlines()[0][:400]
+                raise IntegrityError(f"an input file is malformed: {first}", date=d,
+                                     hint="check the local export and standard files named above") from exc
+            raise
+        dups = [t for t in totals if t["category"] == tx.LOCAL_DUPLICATE_KEY]
+        if dups:
+            examples = (outcomes.filter(F.col("category") == tx.LOCAL_DUPLICATE_KEY)
+                        .select("channel", "txn_type", "order_no", "refund_no").distinct()
+                        .orderBy("channel", "order_no", "refund_no").limit(5).collect())
+            listed = "; ".join(f"{r.channel} {r.txn_type} {r.order_no} {r.refund_no}".strip() for r in examples)
+            raise IntegrityError(f"the local export lists the same key more than once (e.g. {listed})",
+                                 date=d, file=storage.uri(local_folder),
+                                 hint="fix the order system's export (one row per order and refund) and re-run")
+        held_local = (local.filter(~in_scope).groupBy("channel")
+                      .agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount")).collect())
+        held_items = opening.filter(~in_scope)
+
+        # -- load --------------------------------------------------------------------------------------------
+        staged = storage.staging("recon", d)
+        try:
+            write_single_csv(storage, tx.discrepancies(outcomes, d), DISCREPANCY_ORDER, staged, "discrepancies.csv")
+            write_single_csv(storage, tx.corrections(outcomes, d), CORRECTION_ORDER, staged, "corrections.csv")
+            carried_unchanged = held_items.withColumn(
+                "age_days", F.datediff(F.lit(d), F.to_date("first_seen")).cast("int"))
+            write_single_csv(storage, tx.open_items(outcomes).unionByName(carried_unchanged), OPEN_ITEM_ORDER,
+                             staged, "open_items.csv")
+            held_item_rows = carried_unchanged.groupBy("channel").agg(
+                F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount")).collect()
+            summary = build_summary(
+                storage, settings, day, run_id=run_id, totals=totals, available=available, missing=missing,
+                held_local=held_local, held_items=held_item_rows, previous=prev,
+                local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
+                reconcile_seconds=round(time.time() - started, 3))
+            storage.write_json(summary, staged, "summary.json")
+            storage.write_bytes(b"", staged, "_SUCCESS")
+        except BaseException:
+            storage.delete(staged)
+            raise
+        storage.swap_in(staged, recon_dir(day))
+    finally:
+        outcomes.unpersist()
+    log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
+    return summary
+
+
+def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],
+                  available: list[str], missing: list[str], held_local, held_items, previous, local_files,
+                  extra: dict, reconcile_seconds: float) -> dict:
+    """summary.json: counts and amounts per channel and category, control totals, roll-forward, inputs."""
+    from decimal import Decimal
+
+    zero = Decimal("0.00")
+    by_channel: dict[str, dict] = {}
+    roll = {k: {"records": 0, "amount": zero} for k in ("opening", "new", "cleared", "closing")}
+    for ch in available:
+        by_channel[ch] = {"categories": {}, "local": {"records": 0, "amount": zero},
+                          "channel": {"records": 0, "amount": zero}, "discrepancy_rows": 0, "corrections": 0}
+    for t in sorted(totals, key=lambda t: (t["channel"], t["category"], t["side"], t["carried"])):
+        ch = by_channel.setdefault(t["channel"], {"categories": {}, "local": {"records": 0, "amount": zero},
+                                                  "channel": {"records": 0, "amount": zero},
+                                                  "discrepancy_rows": 0, "corrections": 0})
+        side = "local" if t["side"] == "LOCAL" else "channel"
+        amount = t["amount"] or zero
+        cat = ch["categories"].setdefault(t["category"], {"local": {"records": 0, "amount": zero},
+                                                          "channel": {"records": 0, "amount": zero}, "rows": 0})
+        cat[side]["records"] += t["records"]
+        cat[side]["amount"] += amount
+        cat["rows"] += t["rows"]
+        ch[side]["records"] += t["records"]
+        ch[side]["amount"] += amount
+        ch["discrepancy_rows"] += t["rows"]
+        if t["category"] in CORRECTION_ACTIONS:
+            ch["corrections"] += t["rows"]
+        if t["carried"]:
+            _add(roll["opening"], t["records"], amount)
+        if t["category"] == "PENDING_CUTOFF":
+            _add(roll["closing"], t["records"], amount)
+            if not t["carried"]:
+                _add(roll["new"], t["records"], amount)
+    for r in held_items:
+        _add(roll["opening"], r["records"], r["amount"] or zero)
+        _add(roll["closing"], r["records"], r["amount"] or zero)
+    roll["cleared"]["records"] = roll["opening"]["records"] + roll["new"]["records"] - roll["closing"]["records"]
+    roll["cleared"]["amount"] = roll["opening"]["amount"] + roll["new"]["amount"] - roll["closing"]["amount"]
+
+    inputs, control = [], {}
+    for ch in available:
+        manifest = storage.read_json(standard_dir(ch, day), "_manifest.json")
+        control[ch] = manifest["files"]
+        by_channel[ch]["rejects"] = sum(f["rejects"] for f in manifest["files"])
+        by_channel[ch]["control_totals"] = [
+            {"source_file": f["source_file"], **f["control_totals"]} for f in manifest["files"]]
+        for f in manifest["files"]:
+            inputs.append({"kind": "statement", "channel": ch, "file": storage.uri("raw", ch, day.isoformat(),
+                                                                                   f["source_file"]),
+                           "sha256": f["raw_sha256"]})
+    for path in local_files:
+        sha, size = storage.sha256(path)
+        inputs.append({"kind": "local_orders", "file": storage.uri(path), "sha256": sha, "size": size})
+    if previous is not None:
+        sha, size = storage.sha256(recon_dir(previous), "open_items.csv")
+        inputs.append({"kind": "open_items", "file": storage.uri(recon_dir(previous), "open_items.csv"),
+                       "sha256": sha, "size": size})
+
+    def plain(obj):
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [plain(v) for v in obj]
+        if isinstance(obj, Decimal):
+            return _money(obj)
+        return obj
+
+    return plain({
+        "date": day.isoformat(),
+        "run_id": run_id,
+        "conf": settings.conf_file,
+        "channels": by_channel,
+        "channels_reconciled": available,
+        "channels_not_available": missing,
+        "not_reconciled": {
+            "local_orders": {r["channel"]: {"records": r["records"], "amount": r["amount"] or zero}
+                             for r in held_local},
+            "open_items_carried_unchanged": {r["channel"]: {"records": r["records"], "amount": r["amount"] or zero}
+                                             for r in held_items},
+        },
+        "roll_forward": roll,
+        "carried_from": previous.isoformat() if previous else None,
+        "inputs": inputs,
+        "timings": {**extra.get("timings", {}), "reconcile_seconds": reconcile_seconds},
+        "failures": extra.get("failures", {}),
+    })
+
+
+def _add(bucket: dict, records: int, amount) -> None:
+    bucket["records"] += records
+    bucket["amount"] += amount

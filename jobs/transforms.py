@@ -1,0 +1,307 @@
+"""Pure DataFrame -> DataFrame transforms of the reconciliation (no I/O, no Python UDFs).
+
+All records of a date, local and channel, fresh and carried, are put in one
+frame and shuffled once by key: payments by (channel, order_no), refunds by
+(channel, order_no, refund_no). Within a key, records are ordered channel
+side first (SUCCESS first), then by time, so the first record of each side
+is that side's primary; the two primaries form the pair that is compared.
+Every record then gets exactly one category:
+
+- the primaries take the pair's category;
+- a further channel record with status SUCCESS is a DUPLICATE_CHANNEL row of
+  its own (and makes the pair DUPLICATE_CHANNEL too); a further non-SUCCESS
+  one is an attempt that came to nothing (MATCHED, counted, not listed);
+- a further local record means the order system exported one key twice:
+  it gets the internal category LOCAL_DUPLICATE_KEY and the job stops with an
+  integrity error (the export is broken; nothing is guessed).
+
+Times are ``YYYY-MM-DD HH:MM:SS`` strings in the business time zone, so they
+compare as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from schemas import standard
+from schemas.outputs import CORRECTION_ACTIONS, RESOLUTIONS
+
+KEY = ("channel", "txn_type", "order_no", "refund_no")
+MONEY = T.DecimalType(18, 2)
+RATE = T.DecimalType(12, 8)
+LOCAL_DUPLICATE_KEY = "LOCAL_DUPLICATE_KEY"
+_ONE_LOCAL, _ONE_CHANNEL = "_ONE_SIDED_LOCAL", "_ONE_SIDED_CHANNEL"
+
+RECORD_COLUMNS = (
+    "side", "channel", "txn_type", "order_no", "refund_no", "status", "currency", "amount", "fee", "coupon_amount",
+    "merchant_id", "channel_txn_id", "channel_refund_id", "txn_time", "payer_id", "bank", "source_file",
+    "source_line", "created_at", "paid_at", "time", "first_seen", "carried",
+)
+# What each side's primary record contributes to the comparison and to the report.
+_PRIMARY_FIELDS = ("status", "amount", "currency", "time", "fee", "coupon_amount", "channel_txn_id",
+                   "channel_refund_id", "source_file", "source_line", "carried", "first_seen")
+
+
+@dataclass(frozen=True)
+class ChannelRules:
+    """A channel's reconciliation rules."""
+
+    cutoff_minutes: int = 30
+    fee_rate: Decimal | None = None
+    fee_tolerance: Decimal = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    """Everything ``classify`` needs besides the records."""
+
+    day: str                                  # D, YYYY-MM-DD
+    window_starts: dict[str, str]             # channel -> first timestamp inside the cut-off window
+    max_carry_days: int = 3
+    rules: dict[str, ChannelRules] = field(default_factory=dict)
+
+
+# -- shaping inputs into records --------------------------------------------------------------------------------
+
+def _text(name: str) -> Column:
+    return F.coalesce(F.col(name), F.lit("")).alias(name)
+
+
+def _blank(name: str) -> Column:
+    return F.lit("").alias(name)
+
+
+def local_records(local: DataFrame, day: str) -> DataFrame:
+    """Local orders of D as records (side LOCAL)."""
+    return local.select(
+        F.lit("LOCAL").alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
+        _text("status"), _text("currency"), F.col("amount").cast(MONEY).alias("amount"),
+        F.lit(None).cast(MONEY).alias("fee"), F.lit(None).cast(MONEY).alias("coupon_amount"),
+        _blank("merchant_id"), _blank("channel_txn_id"), _blank("channel_refund_id"), _blank("txn_time"),
+        _blank("payer_id"), _blank("bank"), _blank("source_file"), F.lit(None).cast("long").alias("source_line"),
+        _text("created_at"), _text("paid_at"),
+        F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.col("created_at"), F.lit("")).alias("time"),
+        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"),
+    )
+
+
+def channel_records(std: DataFrame, day: str) -> DataFrame:
+    """Standard channel records of D as records (side CHANNEL)."""
+    return std.select(
+        F.lit("CHANNEL").alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
+        _text("status"), _text("currency"), F.col("amount").cast(MONEY).alias("amount"),
+        F.col("fee").cast(MONEY).alias("fee"), F.col("coupon_amount").cast(MONEY).alias("coupon_amount"),
+        _text("merchant_id"), _text("channel_txn_id"), _text("channel_refund_id"), _text("txn_time"),
+        _text("payer_id"), _text("bank"), _text("source_file"), F.col("source_line").cast("long").alias("source_line"),
+        _blank("created_at"), _blank("paid_at"), _text("txn_time").alias("time"),
+        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"),
+    )
+
+
+def open_item_records(items: DataFrame) -> DataFrame:
+    """Open items carried from an earlier date, back as records (carried = true)."""
+    is_local = F.col("side") == "LOCAL"
+    return items.select(
+        _text("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"), _text("status"),
+        _text("currency"), F.col("amount").cast(MONEY).alias("amount"), F.col("fee").cast(MONEY).alias("fee"),
+        F.col("coupon_amount").cast(MONEY).alias("coupon_amount"), _text("merchant_id"), _text("channel_txn_id"),
+        _text("channel_refund_id"), _text("txn_time"), _text("payer_id"), _text("bank"), _text("source_file"),
+        F.col("source_line").cast("long").alias("source_line"), _text("created_at"), _text("paid_at"),
+        F.when(is_local, F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.col("created_at")))
+         .otherwise(F.col("txn_time")).alias("time"),
+        _text("first_seen"), F.lit(True).alias("carried"),
+    )
+
+
+# -- classification -------------------------------------------------------------------------------------------
+
+def _by_channel(mapping: dict, default, dtype=None) -> Column:
+    """A per-channel constant as one CASE expression (few channels, no join)."""
+    expr = None
+    for name, value in sorted(mapping.items()):
+        lit = F.lit(value) if dtype is None else F.lit(value).cast(dtype)
+        expr = (F.when(F.col("channel") == name, lit) if expr is None
+                else expr.when(F.col("channel") == name, lit))
+    fallback = F.lit(default) if dtype is None else F.lit(default).cast(dtype)
+    return fallback if expr is None else expr.otherwise(fallback)
+
+
+def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
+    """Give every record exactly one category; one shuffle by key.
+
+    Output: the record columns plus ``category``, ``resolution``, ``age_days``,
+    ``emits`` (this record carries the key's discrepancy row), ``n_channel_ok``
+    and the two primaries ``l`` and ``c`` (structs) used to build the rows.
+    """
+    side, status = F.col("side"), F.col("status")
+    is_chan = side == "CHANNEL"
+    is_pay = F.col("txn_type") == "PAYMENT"
+    chan_ok = is_chan & (status == "SUCCESS")
+
+    order = [F.when(is_chan, 0).otherwise(1), F.when(chan_ok | (~is_chan & F.col("carried")), 0).otherwise(1),
+             "time", "channel_txn_id", "channel_refund_id", "source_file", "source_line", "status", "amount",
+             "created_at"]
+    w_ord = Window.partitionBy(*KEY).orderBy(*order)
+    w_all = w_ord.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    own = F.struct(*[F.col(n) for n in _PRIMARY_FIELDS])
+
+    df = records.select(
+        "*",
+        F.row_number().over(w_ord).alias("_rn"),
+        F.sum(is_chan.cast("int")).over(w_all).alias("n_channel"),
+        F.sum((~is_chan).cast("int")).over(w_all).alias("n_local"),
+        F.sum(chan_ok.cast("int")).over(w_all).alias("n_channel_ok"),
+        F.first(F.when(is_chan, own), ignorenulls=True).over(w_all).alias("c"),
+        F.first(F.when(~is_chan, own), ignorenulls=True).over(w_all).alias("l"),
+    )
+    rn_side = F.when(is_chan, F.col("_rn")).otherwise(F.col("_rn") - F.col("n_channel"))
+    df = df.withColumn("rn_side", rn_side).drop("_rn")
+
+    l, c = F.col("l"), F.col("c")
+    has_l, has_c = F.col("n_local") > 0, F.col("n_channel") > 0
+    both = has_l & has_c
+    l_ok = F.when(is_pay, l["status"] == "PAID").otherwise(l["status"] == "SUCCESS")
+    c_ok = c["status"] == "SUCCESS"
+    dup = F.col("n_channel_ok") > 1
+    cur_diff = l["currency"] != c["currency"]
+    amt_diff = l["amount"] != c["amount"]
+
+    rate = _by_channel({k: r.fee_rate for k, r in params.rules.items() if r.fee_rate is not None}, None, RATE)
+    tol = _by_channel({k: r.fee_tolerance for k, r in params.rules.items()}, Decimal("0.01"), MONEY)
+    base = c["amount"] - F.coalesce(c["coupon_amount"], F.lit(0).cast(MONEY))
+    expected_fee = F.round(base * rate, 2) * F.when(is_pay, F.lit(1)).otherwise(F.lit(-1))
+    fee_bad = rate.isNotNull() & (F.abs(c["fee"] - expected_fee) > tol)
+
+    mismatch = F.when(is_pay, "AMOUNT_MISMATCH").otherwise("REFUND_AMOUNT_MISMATCH")
+    autofix = F.when(is_pay, "LOCAL_UNPAID_CHANNEL_PAID").otherwise("LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED")
+    pair = (F.when(dup, "DUPLICATE_CHANNEL")
+            .when(both & c_ok & cur_diff, "CURRENCY_MISMATCH")
+            .when(both & c_ok & amt_diff, mismatch)
+            .when(both & l_ok & c_ok & fee_bad, "FEE_MISMATCH")
+            .when(both & l_ok & c_ok, "MATCHED")
+            .when(both & c_ok, autofix)
+            .when(both & l_ok, "STATUS_MISMATCH")
+            .when(both, "MATCHED")
+            .when(has_l & l_ok, _ONE_LOCAL)
+            .when(has_c & c_ok, _ONE_CHANNEL)
+            .otherwise("MATCHED"))
+
+    # One-sided: inside the cut-off window (or carried and not yet too old) it is carried, else a break.
+    lone = F.when(has_l, l).otherwise(c)
+    lone_age = F.datediff(F.lit(params.day), F.to_date(lone["first_seen"]))
+    in_window = lone["time"] >= _by_channel(params.window_starts, "9999-12-31 00:00:00")
+    final_one = (F.when(has_l & is_pay, "LOCAL_ONLY").when(has_l, "REFUND_LOCAL_ONLY")
+                 .when(is_pay, "CHANNEL_ONLY").otherwise("REFUND_CHANNEL_ONLY"))
+    one_sided = (F.when(lone["carried"], F.when(lone_age >= params.max_carry_days, final_one)
+                        .otherwise("PENDING_CUTOFF"))
+                 .when(in_window, "PENDING_CUTOFF").otherwise(final_one))
+    df = df.withColumn("_pair", pair)
+    pair = F.col("_pair")
+    any_carried = (has_l & l["carried"]) | (has_c & c["carried"])
+    pair_age = F.datediff(F.lit(params.day), F.to_date(F.least(
+        F.when(has_l, l["first_seen"]), F.when(has_c, c["first_seen"]))))
+    pair_final = (F.when(pair.isin(_ONE_LOCAL, _ONE_CHANNEL), one_sided)
+                  .when((pair == "MATCHED") & both & any_carried, "CLEARED_LATE")
+                  .otherwise(pair))
+    pair_age_days = F.when(pair.isin(_ONE_LOCAL, _ONE_CHANNEL), lone_age).when(any_carried, pair_age).otherwise(0)
+
+    extra = F.col("rn_side") > 1
+    category = (F.when(~is_chan & extra, LOCAL_DUPLICATE_KEY)
+                .when(is_chan & extra, F.when(status == "SUCCESS", "DUPLICATE_CHANNEL").otherwise("MATCHED"))
+                .otherwise(pair_final))
+    age = (F.when(extra, F.datediff(F.lit(params.day), F.to_date(F.col("first_seen"))))
+           .otherwise(pair_age_days))
+    df = df.withColumn("category", category).withColumn("age_days", age.cast("int")).drop("_pair")
+    df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH", expected_fee))
+
+    listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY)
+    emits = listed & ((~is_chan & ~extra) | (is_chan & (extra | ~has_l)))
+    resolution = F.create_map(*[F.lit(x) for kv in RESOLUTIONS.items() for x in kv])[F.col("category")]
+    return (df.withColumn("emits", emits)
+              .withColumn("resolution", F.coalesce(resolution, F.lit("INTEGRITY_FAILURE"))))
+
+
+# -- outputs ----------------------------------------------------------------------------------------------------
+
+def _shown(df: DataFrame):
+    """The local and channel sides a record's discrepancy row shows."""
+    is_chan = F.col("side") == "CHANNEL"
+    own = F.struct(*[F.col(n) for n in _PRIMARY_FIELDS])
+    lx = F.when(is_chan & (F.col("rn_side") > 1), F.lit(None)).otherwise(F.col("l"))
+    cx = F.when(is_chan, own).otherwise(F.col("c"))
+    return lx, cx
+
+
+def _note(lx: Column, cx: Column) -> Column:
+    cat = F.col("category")
+    return (
+        F.when(cat.isin("AMOUNT_MISMATCH", "REFUND_AMOUNT_MISMATCH"),
+               F.format_string("local %s, channel %s, difference %s", lx["amount"], cx["amount"],
+                               cx["amount"] - lx["amount"]))
+        .when(cat == "CURRENCY_MISMATCH", F.format_string("local %s, channel %s", lx["currency"], cx["currency"]))
+        .when(cat == "STATUS_MISMATCH", F.format_string("local %s, channel %s", lx["status"], cx["status"]))
+        .when(cat == "DUPLICATE_CHANNEL",
+              F.format_string("%d SUCCESS records at the channel for one key", F.col("n_channel_ok")))
+        .when(cat == "FEE_MISMATCH",
+              F.format_string("fee %s, contracted rate gives %s", cx["fee"], F.col("expected_fee")))
+        .when(cat == "LOCAL_UNPAID_CHANNEL_PAID",
+              F.format_string("local %s, channel SUCCESS: mark paid", lx["status"]))
+        .when(cat == "LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED",
+              F.format_string("local refund %s, channel SUCCESS: mark refunded", lx["status"]))
+        .when(cat.isin("LOCAL_ONLY", "REFUND_LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_CHANNEL_ONLY") &
+              (F.col("age_days") > 0),
+              F.format_string("still one-sided after %d days of carrying", F.col("age_days")))
+        .when(cat.isin("LOCAL_ONLY", "REFUND_LOCAL_ONLY"), F.lit("no channel record"))
+        .when(cat.isin("CHANNEL_ONLY", "REFUND_CHANNEL_ONLY"), F.lit("no local record"))
+        .when(cat == "PENDING_CUTOFF",
+              F.when(F.col("age_days") > 0, F.format_string("carried since %s", F.col("first_seen")))
+              .otherwise(F.lit("near the cut-off: the other side may arrive in the next day's data")))
+        .when(cat == "CLEARED_LATE", F.format_string(
+            "carried since %s, matched today", F.least(lx["first_seen"], cx["first_seen"])))
+        .otherwise(F.lit(""))
+    )
+
+
+def discrepancies(outcomes: DataFrame, day: str) -> DataFrame:
+    """One row per listed outcome (DESIGN.md columns), both sides side by side."""
+    lx, cx = _shown(outcomes)
+    return outcomes.filter("emits").select(
+        F.lit(day).alias("date"), "channel", "category", "resolution", "order_no", "refund_no",
+        lx["amount"].alias("local_amount"), cx["amount"].alias("channel_amount"),
+        lx["status"].alias("local_status"), cx["status"].alias("channel_status"),
+        F.coalesce(lx["currency"], cx["currency"]).alias("currency"), cx["channel_txn_id"].alias("channel_txn_id"),
+        lx["time"].alias("local_time"), cx["time"].alias("channel_time"), "age_days",
+        cx["source_file"].alias("source_file"), cx["source_line"].alias("source_line"),
+        _note(lx, cx).alias("note"),
+    )
+
+
+def corrections(outcomes: DataFrame, day: str) -> DataFrame:
+    """Auto-fixes: one correction per key whose category has an action."""
+    action = F.create_map(*[F.lit(x) for kv in CORRECTION_ACTIONS.items() for x in kv])[F.col("category")]
+    _, cx = _shown(outcomes)
+    rows = outcomes.filter(F.col("emits") & F.col("category").isin(*CORRECTION_ACTIONS))
+    return rows.select(
+        F.lit(day).alias("date"), "channel", "order_no", "refund_no", action.alias("action"),
+        cx["amount"].alias("amount"), cx["channel_txn_id"].alias("channel_txn_id"),
+        F.sha2(F.concat_ws("|", "channel", "txn_type", "order_no", "refund_no", action), 256)
+         .alias("idempotency_key"),
+    )
+
+
+def open_items(outcomes: DataFrame) -> DataFrame:
+    """Records carried to D+1: each side's record of every PENDING_CUTOFF outcome."""
+    return outcomes.filter(F.col("category") == "PENDING_CUTOFF").select(
+        "side", "first_seen", "age_days", *standard.COLUMNS, "created_at", "paid_at")
+
+
+def category_totals(outcomes: DataFrame) -> DataFrame:
+    """Counts and amounts per channel, category, side and carried (small: collected for summary.json)."""
+    return outcomes.groupBy("channel", "category", "side", "carried").agg(
+        F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"),
+        F.sum(F.col("emits").cast("int")).alias("rows"))

@@ -1,0 +1,1 @@
+"""Normalizers turn one channel's raw statement into standard records (and rejects)."""

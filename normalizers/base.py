@@ -1,0 +1,62 @@
+"""The normalizer contract and the sink it writes into."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from recon.config import ChannelSettings
+from schemas.standard import StandardRecord
+
+
+@dataclass(frozen=True)
+class RawStatement:
+    """One landed raw file, opened for reading."""
+
+    channel: str
+    day: dt.date
+    name: str
+    stream: BinaryIO
+
+
+class Sink(ABC):
+    """Where a normalizer puts each data row: a standard record or a reject. Nothing else."""
+
+    @abstractmethod
+    def record(self, rec: StandardRecord) -> None: ...
+
+    @abstractmethod
+    def reject(self, line: int, reason: str, raw: str) -> None: ...
+
+
+@dataclass
+class ControlReport:
+    """The statement's own totals next to what its rows add up to."""
+
+    declared: dict[str, str] = field(default_factory=dict)
+    computed: dict[str, str] = field(default_factory=dict)
+    data_rows: int = 0
+    unverified: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"declared": self.declared, "computed": self.computed, "data_rows": self.data_rows,
+                "unverified": self.unverified}
+
+
+class Normalizer(ABC):
+    """Parses one channel's statement format. Subclasses implement ``normalize``."""
+
+    def __init__(self, channel: ChannelSettings):
+        self.channel = channel
+        self.options = channel.normalizer_options
+
+    @abstractmethod
+    def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
+        """Send every data row of ``raw`` to ``sink`` and check the statement's control totals.
+
+        Raise ``IntegrityError`` (naming file and line) when the file cannot be
+        trusted as a whole: totals that disagree with the rows, an unknown
+        column set, a truncated file, an undecodable encoding.
+        """

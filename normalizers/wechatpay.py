@@ -1,0 +1,248 @@
+"""WeChat Pay (微信支付) trade bill: the ALL bill, new and old column sets.
+
+Layout (../shared/reference/channel-formats.md): a header line, detail rows,
+a summary header line starting with 总交易单数, one summary row. Comma
+separated, no quoting; every value starts with a backtick. UTF-8, CRLF,
+sometimes a BOM. Columns are selected by header name, never by position.
+
+Mapping decisions (also in EXTENDING.md):
+- amount: 订单金额 (old set: 总金额) for payments; 申请退款金额 (old set:
+  退款金额) for refunds. coupon_amount: 代金券金额 / 充值券退款金额 (old set:
+  企业红包金额 / 企业红包退款金额).
+- fee: 手续费 has 5 decimals; the standard record keeps cents, rounded half up.
+- merchant_id: 特约商户号 when it is set (service-provider mode), else 商户号.
+- A refund row (交易状态 REFUND) takes its status from 退款状态.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink
+from recon.errors import IntegrityError
+from schemas.money import MoneyError, format_money, parse_money, round_money
+from schemas.standard import StandardRecord
+
+SUMMARY_FIRST = "总交易单数"
+TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+PAYMENT_STATUS = {"SUCCESS": "SUCCESS", "REVOKED": "REVOKED", "CLOSED": "CLOSED", "USERPAYING": "PROCESSING",
+                  "PAYERROR": "FAILED", "NOTPAY": "PROCESSING"}
+REFUND_STATUS = {"SUCCESS": "SUCCESS", "PROCESSING": "PROCESSING", "FAIL": "FAILED", "FAILED": "FAILED",
+                 "CHANGE": "FAILED", "REFUNDCLOSE": "CLOSED", "CLOSED": "CLOSED"}
+FEE_COLUMN = "手续费"
+
+
+@dataclass(frozen=True)
+class ColumnSet:
+    """One known layout of the bill: its headers and which column plays which role."""
+
+    name: str
+    header: tuple[str, ...]
+    sub_merchant: str
+    amount: str
+    coupon: str
+    refund_amount: str
+    refund_coupon: str
+    summary: dict[str, str | None]  # summary field -> detail column it sums (None: the row count)
+
+
+def _cols(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
+
+
+COLUMN_SETS = (
+    ColumnSet(
+        name="new-ALL",
+        header=_cols("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+                     "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,"
+                     "商户数据包,手续费,费率,订单金额,申请退款金额,费率备注"),
+        sub_merchant="特约商户号", amount="订单金额", coupon="代金券金额", refund_amount="申请退款金额",
+        refund_coupon="充值券退款金额",
+        summary={"总交易单数": None, "应结订单总金额": "应结订单金额", "退款总金额": "退款金额",
+                 "充值券退款总金额": "充值券退款金额", "手续费总金额": "手续费", "订单总金额": "订单金额",
+                 "申请退款总金额": "申请退款金额"},
+    ),
+    ColumnSet(
+        name="old-ALL",
+        header=_cols("交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+                     "货币种类,总金额,企业红包金额,微信退款单号,商户退款单号,退款金额,企业红包退款金额,退款类型,退款状态,商品名称,"
+                     "商户数据包,手续费,费率"),
+        sub_merchant="子商户号", amount="总金额", coupon="企业红包金额", refund_amount="退款金额",
+        refund_coupon="企业红包退款金额",
+        summary={"总交易单数": None, "总交易额": "总金额", "总退款金额": "退款金额",
+                 "总企业红包退款金额": "企业红包退款金额", "手续费总金额": "手续费"},
+    ),
+)
+_BY_HEADER = {cs.header: cs for cs in COLUMN_SETS}
+
+
+class RowError(ValueError):
+    """A data row that cannot become a standard record."""
+
+
+def _unbacktick(value: str) -> str:
+    return value[1:] if value.startswith("`") else value
+
+
+def _lines(raw: RawStatement):
+    """(line number, text) for each physical line; CRLF/LF and a leading BOM removed."""
+    for number, data in enumerate(raw.stream, start=1):
+        data = data.rstrip(b"\r\n")
+        if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        yield number, data
+
+
+class WeChatPayNormalizer(Normalizer):
+    """The WeChat Pay ALL trade bill (new and old column sets)."""
+
+    def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
+        where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
+        lines = _lines(raw)
+        first = next(lines, None)
+        if first is None:
+            raise IntegrityError("the statement is empty", line=1, **where,
+                                 hint="the download was probably cut short; download it again")
+        header = self._decode_header(first[1], first[0], where)
+        cs = _BY_HEADER.get(header)
+        if cs is None:
+            raise IntegrityError(f"unknown column set ({len(header)} columns starting {','.join(header[:4])}…)",
+                                 line=1, **where,
+                                 hint="the channel changed its bill format; a normalizer update is needed")
+        index = {name: i for i, name in enumerate(cs.header)}
+        sums = {col: Decimal(0) for col in cs.summary.values() if col}
+        report = ControlReport()
+        summary_line = None
+        summary = None
+        for number, data in lines:
+            if summary_line is not None:
+                if summary is None:
+                    summary = self._parse_summary(data, number, summary_header, where)
+                    continue
+                if data.strip():
+                    raise IntegrityError("unexpected content after the summary row", line=number, **where,
+                                         hint="the file is not a single WeChat bill; download it again")
+                continue
+            if not data.strip():
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.data_rows += 1
+                sink.reject(number, f"not valid UTF-8 at byte {exc.start}", data.decode("utf-8", "replace"))
+                report.unverified.append(f"line {number}")
+                continue
+            if text.startswith(SUMMARY_FIRST):
+                summary_line = number
+                summary_header = tuple(text.split(","))
+                if set(summary_header) != set(cs.summary):
+                    raise IntegrityError(f"summary header {text!r} does not match the {cs.name} column set",
+                                         line=number, **where, hint="a normalizer update is needed")
+                continue
+            report.data_rows += 1
+            values = [_unbacktick(v) for v in text.split(",")]
+            if len(values) != len(cs.header):
+                sink.reject(number, f"expected {len(cs.header)} fields, found {len(values)}", text)
+                report.unverified.append(f"line {number}")
+                continue
+            self._add_to_sums(values, index, sums, report, number)
+            try:
+                sink.record(self._record(values, index, cs, raw, number))
+            except (RowError, MoneyError, ValueError) as exc:
+                sink.reject(number, str(exc), text)
+        if summary is None:
+            raise IntegrityError("the summary line (总交易单数…) is missing: the file is truncated",
+                                 line=summary_line, **where, hint="download the statement again")
+        self._check_totals(cs, summary, sums, report, summary_line + 1, where)
+        return report
+
+    # -- pieces ----------------------------------------------------------------
+    @staticmethod
+    def _decode_header(data: bytes, number: int, where: dict) -> tuple[str, ...]:
+        try:
+            return tuple(data.decode("utf-8").split(","))
+        except UnicodeDecodeError as exc:
+            raise IntegrityError(f"the header is not UTF-8 (byte {exc.start})", line=number, **where,
+                                 hint="check that the file is a WeChat Pay bill and was downloaded in binary mode") \
+                from exc
+
+    @staticmethod
+    def _parse_summary(data: bytes, number: int, names: tuple[str, ...], where: dict) -> dict[str, str]:
+        values = [_unbacktick(v) for v in data.decode("utf-8", "replace").split(",")]
+        if len(values) != len(names):
+            raise IntegrityError(f"summary row has {len(values)} fields, its header {len(names)}", line=number,
+                                 **where, hint="download the statement again")
+        return dict(zip(names, values))
+
+    @staticmethod
+    def _add_to_sums(values, index, sums, report: ControlReport, number: int) -> None:
+        for col in sums:
+            try:
+                sums[col] += parse_money(values[index[col]], places=5 if col == FEE_COLUMN else 2)
+            except MoneyError:
+                report.unverified.append(f"line {number} {col}")
+
+    def _record(self, v: list[str], index: dict, cs: ColumnSet, raw: RawStatement, number: int) -> StandardRecord:
+        def col(name: str) -> str:
+            return v[index[name]].strip()
+
+        txn_time = col("交易时间")
+        if not TIME.match(txn_time):
+            raise RowError(f"交易时间 {txn_time!r} is not yyyy-MM-dd HH:mm:ss")
+        trade_status = col("交易状态")
+        fee = round_money(parse_money(col(FEE_COLUMN), places=5))
+        sub = col(cs.sub_merchant)
+        common = dict(
+            channel=self.channel.name, merchant_id=sub if sub not in ("", "0") else col("商户号"),
+            order_no=col("商户订单号"), channel_txn_id=col("微信订单号"), currency=col("货币种类") or "CNY",
+            fee=fee, txn_time=txn_time, payer_id=col("用户标识"), bank=col("付款银行"),
+            source_file=raw.name, source_line=number,
+        )
+        if trade_status == "REFUND":
+            status = REFUND_STATUS.get(col("退款状态"))
+            if status is None:
+                raise RowError(f"unknown 退款状态 {col('退款状态')!r}")
+            return StandardRecord(
+                txn_type="REFUND", refund_no=col("商户退款单号"), channel_refund_id=col("微信退款单号"), status=status,
+                amount=parse_money(col(cs.refund_amount)), coupon_amount=parse_money(col(cs.refund_coupon)),
+                **common)
+        status = PAYMENT_STATUS.get(trade_status)
+        if status is None:
+            raise RowError(f"unknown 交易状态 {trade_status!r}")
+        return StandardRecord(
+            txn_type="PAYMENT", refund_no="", channel_refund_id="", status=status,
+            amount=parse_money(col(cs.amount)), coupon_amount=parse_money(col(cs.coupon)), **common)
+
+    @staticmethod
+    def _check_totals(cs: ColumnSet, summary: dict, sums: dict, report: ControlReport, line: int,
+                      where: dict) -> None:
+        problems = []
+        for field_name, column in cs.summary.items():
+            declared = summary[field_name].strip()
+            report.declared[field_name] = declared
+            if column is None:
+                computed = str(report.data_rows)
+                ok = declared == computed
+            else:
+                computed = format(sums[column], "f") if column == FEE_COLUMN else format_money(sums[column])
+                try:
+                    ok = parse_money(declared, places=5) == sums[column]
+                except MoneyError:
+                    ok = False
+                if any(u.endswith(f" {column}") or " " not in u for u in report.unverified):
+                    # A row whose amount could not be read makes this total unverifiable, not wrong:
+                    # the row is in the rejects, where a person will see it.
+                    report.computed[field_name] = computed
+                    continue
+            report.computed[field_name] = computed
+            if not ok:
+                problems.append(f"{field_name} says {declared}, the rows add up to {computed}")
+        if problems:
+            raise IntegrityError("control totals disagree with the rows: " + "; ".join(problems), line=line, **where,
+                                 hint="nothing was published for this channel and date; ask the channel to re-issue "
+                                      "the bill or download it again")
+
+
+NORMALIZER = WeChatPayNormalizer

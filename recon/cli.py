@@ -1,0 +1,141 @@
+"""The `recon` command line (DESIGN.md, "Command line").
+
+    recon run       --date D [--conf C] [--channel NAME ...] [--force-download]
+    recon backfill  --from D1 --to D2 [...]
+    recon download | normalize | reconcile  --date D [...]
+    recon report    [--date D | --from D1 --to D2]
+
+Exit status: 0 done (discrepancies are not failures), 2 bad configuration or
+arguments, 3 a statement still unavailable, 4 integrity failure, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from recon.config import load_settings
+from recon.dates import date_range, parse_date, yesterday
+from recon.errors import ConfigError, ReconError, combined_exit_code
+
+log = logging.getLogger("recon")
+DEFAULT_CONF = "conf/pipeline.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recon", description="Nightly reconciliation of payment statements.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--conf", default=os.environ.get("RECON_CONF", DEFAULT_CONF),
+                       help=f"pipeline configuration (default: $RECON_CONF or {DEFAULT_CONF})")
+        p.add_argument("--channel", action="append", dest="channels", metavar="NAME",
+                       help="only this channel (repeatable); default: every configured channel")
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    for name, text in (("run", "download, normalize and reconcile one date"),
+                       ("download", "only fetch the statements into raw/"),
+                       ("normalize", "only normalize landed statements into standard/"),
+                       ("reconcile", "only reconcile published standard records")):
+        p = sub.add_parser(name, help=text)
+        common(p)
+        p.add_argument("--date", help="business date YYYY-MM-DD (default: yesterday in the business time zone)")
+        if name in ("run", "download"):
+            p.add_argument("--force-download", action="store_true", help="download again even if already landed")
+
+    p = sub.add_parser("backfill", help="re-run a range of dates in order")
+    common(p)
+    p.add_argument("--from", dest="first", required=True, help="first date YYYY-MM-DD")
+    p.add_argument("--to", dest="last", required=True, help="last date YYYY-MM-DD")
+    p.add_argument("--force-download", action="store_true")
+
+    p = sub.add_parser("report", help="print the summary of reconciled dates")
+    common(p)
+    p.add_argument("--date")
+    p.add_argument("--from", dest="first")
+    p.add_argument("--to", dest="last")
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
+    """Entry point; returns the exit status (the console script exits with it)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad arguments (2)
+        return int(exc.code or 0)
+    _setup_logging(args.verbose)
+    try:
+        return _dispatch(args, spark_factory)
+    except ReconError as exc:
+        log.error("%s", exc.describe())
+        return exc.exit_code
+
+
+def _dispatch(args, spark_factory) -> int:
+    from recon.runner import STAGES, process_date, process_range
+
+    settings = load_settings(args.conf)
+    if args.command == "report":
+        return _report(settings, args)
+    if args.command == "backfill":
+        days = date_range(parse_date(args.first), parse_date(args.last))
+        results = process_range(settings, days, channels=args.channels, force_download=args.force_download,
+                                spark_factory=spark_factory)
+    else:
+        day = parse_date(args.date) if args.date else yesterday(settings.timezone)
+        stages = STAGES if args.command == "run" else (args.command,)
+        results = [process_date(settings, day, channels=args.channels, stages=stages,
+                                force_download=getattr(args, "force_download", False), spark_factory=spark_factory)]
+    _print_results(settings, results)
+    return combined_exit_code(r.exit_code for r in results)
+
+
+def _print_results(settings, results) -> None:
+    from jobs.reconcile import recon_dir
+    from recon.storage import Storage
+    from recon.textreport import format_summary
+
+    storage = Storage(settings.root)
+    for res in results:
+        if res.summary is not None:
+            print(format_summary(res.summary, storage.uri(recon_dir(res.day))))
+        for channel, err in sorted(res.failures.items()):
+            print(f"!! {res.day} {channel}: exit {err.exit_code}: {err.describe()}")
+        if res.error is not None:
+            print(f"!! {res.day}: exit {res.error.exit_code}: {res.error.describe()}")
+    sys.stdout.flush()
+
+
+def _report(settings, args) -> int:
+    from jobs.reconcile import is_reconciled, recon_dir
+    from recon.storage import Storage
+    from recon.textreport import format_summary
+
+    if args.date:
+        days = [parse_date(args.date)]
+    elif args.first and args.last:
+        days = date_range(parse_date(args.first), parse_date(args.last))
+    else:
+        raise ConfigError("report needs --date D or --from D1 --to D2")
+    storage = Storage(settings.root)
+    found = False
+    for day in days:
+        if not is_reconciled(storage, day):
+            print(f"== {day}: no published result under {storage.uri(recon_dir(day))}")
+            continue
+        found = True
+        print(format_summary(storage.read_json(recon_dir(day), "summary.json"), storage.uri(recon_dir(day))))
+    return 0 if found else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Pipeline configuration: conf/<name>/pipeline.toml plus one file per channel.
+
+A pipeline file names the storage root, the business time zone, Spark settings
+and the folder of channel files. Each channel file (``channels/*.toml``)
+describes one channel: its connector, its normalizer and its reconciliation
+rules. Adding a channel means adding a file; there is no central list.
+
+Relative paths in a file are resolved against that file's folder, so a
+configuration behaves the same from cron, from the Makefile and from tests.
+Unknown keys are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from recon.errors import ConfigError
+
+CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """One channel's connector, normalizer and reconciliation rules."""
+
+    name: str
+    normalizer: str
+    download: dict
+    conf_file: str
+    cutoff_minutes: int = 30
+    fee_rate: Decimal | None = None
+    fee_tolerance: Decimal = Decimal("0.01")
+    normalizer_options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole pipeline's configuration."""
+
+    root: str
+    conf_file: str
+    timezone: str = "Asia/Shanghai"
+    max_carry_days: int = 3
+    channels: dict[str, ChannelSettings] = field(default_factory=dict)
+    spark: dict[str, str] = field(default_factory=dict)
+    local_orders: dict = field(default_factory=lambda: {"format": "csv"})
+
+    def channel(self, name: str) -> ChannelSettings:
+        try:
+            return self.channels[name]
+        except KeyError:
+            raise ConfigError(f"unknown channel {name!r}; configured: {', '.join(sorted(self.channels)) or 'none'}",
+                              file=self.conf_file) from None
+
+
+def resolve_location(value: str, base: Path) -> str:
+    """A URI (kept as is) or a path relative to ``base``, returned as a URI."""
+    if _URI.match(value):
+        return value.rstrip("/")
+    return (base / value).resolve().as_uri()
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """A local filesystem path relative to ``base``."""
+    return str((base / os.path.expanduser(value)).resolve())
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("configuration file not found", file=str(path),
+                          hint="pass --conf with the path of a pipeline.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
+
+
+def _check_keys(table: dict, allowed: set[str], where: str, path: Path) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{where}]; allowed: {', '.join(sorted(allowed))}",
+                          file=str(path))
+
+
+def _decimal(value, what: str, path: Path) -> Decimal:
+    if isinstance(value, float):
+        raise ConfigError(f"{what} must be a quoted decimal string such as \"0.006\", not a float", file=str(path))
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{what} is not a decimal: {value!r}", file=str(path)) from None
+
+
+def load_channel(path: Path) -> ChannelSettings:
+    """Read one channel file."""
+    data = _read_toml(path)
+    _check_keys(data, {"channel", "fees", "download", "normalizer"}, "top level", path)
+    ch = data.get("channel", {})
+    _check_keys(ch, {"name", "normalizer", "cutoff_minutes"}, "channel", path)
+    name = ch.get("name", path.stem)
+    if not CHANNEL_NAME.match(name):
+        raise ConfigError(f"channel name {name!r} must match {CHANNEL_NAME.pattern}", file=str(path))
+    if "normalizer" not in ch:
+        raise ConfigError("[channel] needs normalizer = \"<module or module:Class>\"", file=str(path))
+    cutoff = ch.get("cutoff_minutes", 30)
+    if not isinstance(cutoff, int) or not 0 <= cutoff <= 24 * 60:
+        raise ConfigError(f"cutoff_minutes must be an integer between 0 and 1440, got {cutoff!r}", file=str(path))
+
+    fees = data.get("fees", {})
+    _check_keys(fees, {"rate", "tolerance"}, "fees", path)
+    fee_rate = _decimal(fees["rate"], "fees.rate", path) if "rate" in fees else None
+    fee_tol = _decimal(fees.get("tolerance", "0.01"), "fees.tolerance", path)
+
+    download = dict(data.get("download", {}))
+    if "type" not in download:
+        raise ConfigError("[download] needs type = \"localdir\" (or another connector)", file=str(path))
+    if "path" in download:
+        download["path"] = resolve_path(download["path"], path.parent)
+
+    return ChannelSettings(name=name, normalizer=ch["normalizer"], download=download, conf_file=str(path),
+                           cutoff_minutes=cutoff, fee_rate=fee_rate, fee_tolerance=fee_tol,
+                           normalizer_options=dict(data.get("normalizer", {})))
+
+
+def load_settings(conf: str | os.PathLike) -> Settings:
+    """Read a pipeline file and every channel file in its channels folder.
+
+    ``RECON_ROOT`` in the environment overrides the configured root (tests and
+    one-off runs use it to point the same configuration elsewhere).
+    """
+    path = Path(conf).resolve()
+    data = _read_toml(path)
+    _check_keys(data, {"pipeline", "spark", "local_orders"}, "top level", path)
+    p = data.get("pipeline", {})
+    _check_keys(p, {"root", "timezone", "channels_dir", "max_carry_days"}, "pipeline", path)
+    if "root" not in p and "RECON_ROOT" not in os.environ:
+        raise ConfigError("[pipeline] needs root = \"file:///…\", \"hdfs://…\" or a relative path", file=str(path))
+    root = os.environ.get("RECON_ROOT") or p["root"]
+    root = resolve_location(root, path.parent)
+
+    tz = p.get("timezone", "Asia/Shanghai")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {tz!r}", file=str(path)) from None
+    max_carry = p.get("max_carry_days", 3)
+    if not isinstance(max_carry, int) or max_carry < 1:
+        raise ConfigError(f"max_carry_days must be a positive integer, got {max_carry!r}", file=str(path))
+
+    channels_dir = path.parent / p.get("channels_dir", "channels")
+    channels: dict[str, ChannelSettings] = {}
+    for chan_file in sorted(channels_dir.glob("*.toml")):
+        chan = load_channel(chan_file)
+        if chan.name in channels:
+            raise ConfigError(f"channel {chan.name!r} is defined twice: {channels[chan.name].conf_file} and {chan_file}",
+                              file=str(chan_file))
+        channels[chan.name] = chan
+    if not channels:
+        raise ConfigError(f"no channel files (*.toml) in {channels_dir}", file=str(path))
+
+    spark = {str(k): str(v) for k, v in data.get("spark", {}).items()}
+    local_orders = dict(data.get("local_orders", {"format": "csv"}))
+    if local_orders.get("format", "csv") not in ("csv", "parquet"):
+        raise ConfigError(f"local_orders.format must be csv or parquet, got {local_orders.get('format')!r}",
+                          file=str(path))
+    return Settings(root=root, conf_file=str(path), timezone=tz, max_carry_days=max_carry,
+                    channels=channels, spark=spark, local_orders=local_orders)

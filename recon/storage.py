@@ -1,0 +1,188 @@
+"""The one storage helper: every Python read and write under {root} goes through it.
+
+``Storage`` wraps a pyarrow filesystem built from the root URI, so the same
+code works on ``file://`` and ``hdfs://``. Paths given to its methods are
+relative to the root, written with ``/``. Spark gets full URIs from
+``uri()``.
+
+Publishing is atomic at the level of a folder: build the whole result under
+a staging name, then ``swap_in`` renames it into place. A reader that trusts
+only folders holding ``_SUCCESS`` never sees half a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import pyarrow.fs as pafs
+
+CHUNK = 1 << 20
+
+
+class Storage:
+    """Files under one root URI."""
+
+    def __init__(self, root_uri: str):
+        self.root_uri = root_uri.rstrip("/")
+        self.fs, self.base = pafs.FileSystem.from_uri(self.root_uri)
+
+    # -- names ---------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """The filesystem path of a relative location."""
+        rel = posixpath.join(*parts) if parts else ""
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise ValueError(f"refusing a path outside the root: {rel!r}")
+        return posixpath.join(self.base, rel) if rel else self.base
+
+    def uri(self, *parts: str) -> str:
+        """The full URI of a relative location (what Spark reads and writes)."""
+        rel = posixpath.join(*parts) if parts else ""
+        self.path(rel)  # validation only
+        return f"{self.root_uri}/{rel}" if rel else self.root_uri
+
+    # -- queries -------------------------------------------------------------
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def is_file(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type == pafs.FileType.File
+
+    def size(self, *parts: str) -> int:
+        return self.fs.get_file_info(self.path(*parts)).size
+
+    def list(self, *parts: str) -> list[str]:
+        """Names (not paths) in a folder, sorted; empty if the folder is missing."""
+        base = self.path(*parts)
+        if self.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=False))
+        return sorted(posixpath.basename(i.path) for i in infos)
+
+    # -- reading -------------------------------------------------------------
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_stream(self.path(*parts)) as fh:
+            return fh.read()
+
+    def read_json(self, *parts: str):
+        return json.loads(self.read_bytes(*parts).decode("utf-8"))
+
+    @contextmanager
+    def open_read(self, *parts: str) -> Iterator[io.BufferedReader]:
+        """A buffered binary stream (iterable by line, like ``open(path, "rb")``)."""
+        with self.fs.open_input_stream(self.path(*parts)) as fh:
+            yield io.BufferedReader(_Readable(fh), buffer_size=CHUNK)
+
+    def sha256(self, *parts: str) -> tuple[str, int]:
+        """(hex sha256, size in bytes) of a file, streamed."""
+        digest, size = hashlib.sha256(), 0
+        with self.fs.open_input_stream(self.path(*parts)) as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
+
+    # -- writing -------------------------------------------------------------
+    def makedirs(self, *parts: str) -> None:
+        self.fs.create_dir(self.path(*parts), recursive=True)
+
+    @contextmanager
+    def open_write(self, *parts: str) -> Iterator[io.RawIOBase]:
+        """A binary output stream; the parent folder is created."""
+        target = self.path(*parts)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        with self.fs.open_output_stream(target) as fh:
+            yield fh
+
+    @contextmanager
+    def open_text_write(self, *parts: str, encoding: str = "utf-8") -> Iterator[io.TextIOWrapper]:
+        with self.open_write(*parts) as raw:
+            text = io.TextIOWrapper(_Writable(raw), encoding=encoding, newline="")
+            try:
+                yield text
+            finally:
+                text.flush()
+                text.detach()
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        with self.open_write(*parts) as fh:
+            fh.write(data)
+
+    def write_json(self, obj, *parts: str) -> None:
+        self.write_bytes((json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"),
+                         *parts)
+
+    def move(self, src: str, dst: str) -> None:
+        self.fs.move(self.path(src), self.path(dst))
+
+    def delete(self, *parts: str) -> None:
+        """Delete a file or a folder tree; nothing if it is missing."""
+        target = self.path(*parts)
+        info = self.fs.get_file_info(target)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(target)
+        elif info.type != pafs.FileType.NotFound:
+            self.fs.delete_file(target)
+
+    # -- atomic folders ------------------------------------------------------
+    def staging(self, parent: str, name: str) -> str:
+        """A fresh staging folder name beside the final one (hidden from Spark and readers)."""
+        staged = posixpath.join(parent, f".staging-{name}-{uuid.uuid4().hex[:12]}")
+        self.makedirs(staged)
+        return staged
+
+    def swap_in(self, staged: str, final: str) -> None:
+        """Replace folder ``final`` by ``staged`` with renames only.
+
+        The old folder is renamed aside first and deleted last, so at every
+        moment ``final`` is either the complete old result, absent, or the
+        complete new one.
+        """
+        retired = None
+        if self.exists(final):
+            retired = posixpath.join(posixpath.dirname(final),
+                                     f".retired-{posixpath.basename(final)}-{uuid.uuid4().hex[:12]}")
+            self.move(final, retired)
+        self.move(staged, final)
+        if retired:
+            self.delete(retired)
+
+    def clean_stale(self, parent: str) -> None:
+        """Remove staging and retired folders a killed run left behind."""
+        for name in self.list(parent):
+            if name.startswith((".staging-", ".retired-")):
+                self.delete(parent, name)
+
+
+class _Writable(io.RawIOBase):
+    """Adapts a pyarrow output stream to what TextIOWrapper expects."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self._stream.write(bytes(b))
+        return len(b)
+
+
+class _Readable(io.RawIOBase):
+    """Adapts a pyarrow input stream to what BufferedReader expects."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
