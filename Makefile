@@ -6,7 +6,7 @@ DEMO   ?= demo
 DEMO_DAY1 := 2026-11-20
 DEMO_DAY2 := 2026-11-21
 
-.PHONY: run test check-prereqs demo clean
+.PHONY: run test check-prereqs clean goldens
 
 $(BIN)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory check-prereqs
@@ -34,3 +34,7 @@ test: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
+
+## goldens: regenerate golden files beside the sample statements (review the diff!)
+goldens: $(BIN)/.installed
+	$(BIN)/python -m tests.normalizers.regen_goldens

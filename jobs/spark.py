@@ -19,11 +19,11 @@ DEFAULTS = {
     "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "1",
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     "spark.sql.sources.partitionOverwriteMode": "static",
-    "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+    "spark.sql.debug.maxToStringFields": "200",
 }
 
 
-def get_spark(settings: Settings | None = None):
+def get_spark(settings: Settings | None = None, overrides: dict[str, str] | None = None):
     """The active SparkSession, or a new one configured from ``settings``.
 
     Under ``spark-submit`` the master and resources come from the command
@@ -38,8 +38,12 @@ def get_spark(settings: Settings | None = None):
     if settings is not None:
         conf["spark.sql.session.timeZone"] = settings.timezone
         conf.update(settings.spark)
+    conf.update(overrides or {})
     if os.environ.get("SPARK_ENV_LOADED") or os.environ.get("PYSPARK_GATEWAY_PORT"):
         conf.pop("spark.master", None)  # spark-submit decides
+    if conf.get("spark.master", "").startswith("local"):
+        # one machine: bind to loopback instead of guessing (and warning about) an interface
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)

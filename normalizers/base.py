@@ -38,7 +38,7 @@ class ControlReport:
     declared: dict[str, str] = field(default_factory=dict)
     computed: dict[str, str] = field(default_factory=dict)
     data_rows: int = 0
-    unverified: list[str] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)  # declared totals a rejected row left unchecked
 
     def as_dict(self) -> dict:
         return {"declared": self.declared, "computed": self.computed, "data_rows": self.data_rows,

@@ -114,6 +114,7 @@ class WeChatPayNormalizer(Normalizer):
         index = {name: i for i, name in enumerate(cs.header)}
         sums = {col: Decimal(0) for col in cs.summary.values() if col}
         report = ControlReport()
+        blind: set[str] = set()  # summed columns a rejected row made impossible to verify
         summary_line = None
         summary = None
         for number, data in lines:
@@ -132,7 +133,7 @@ class WeChatPayNormalizer(Normalizer):
             except UnicodeDecodeError as exc:
                 report.data_rows += 1
                 sink.reject(number, f"not valid UTF-8 at byte {exc.start}", data.decode("utf-8", "replace"))
-                report.unverified.append(f"line {number}")
+                blind.update(sums)
                 continue
             if text.startswith(SUMMARY_FIRST):
                 summary_line = number
@@ -145,9 +146,9 @@ class WeChatPayNormalizer(Normalizer):
             values = [_unbacktick(v) for v in text.split(",")]
             if len(values) != len(cs.header):
                 sink.reject(number, f"expected {len(cs.header)} fields, found {len(values)}", text)
-                report.unverified.append(f"line {number}")
+                blind.update(sums)
                 continue
-            self._add_to_sums(values, index, sums, report, number)
+            self._add_to_sums(values, index, sums, blind)
             try:
                 sink.record(self._record(values, index, cs, raw, number))
             except (RowError, MoneyError, ValueError) as exc:
@@ -155,6 +156,7 @@ class WeChatPayNormalizer(Normalizer):
         if summary is None:
             raise IntegrityError("the summary line (总交易单数…) is missing: the file is truncated",
                                  line=summary_line, **where, hint="download the statement again")
+        report.unverified = sorted(f for f, col in cs.summary.items() if col in blind)
         self._check_totals(cs, summary, sums, report, summary_line + 1, where)
         return report
 
@@ -177,12 +179,12 @@ class WeChatPayNormalizer(Normalizer):
         return dict(zip(names, values))
 
     @staticmethod
-    def _add_to_sums(values, index, sums, report: ControlReport, number: int) -> None:
+    def _add_to_sums(values, index, sums, blind: set[str]) -> None:
         for col in sums:
             try:
                 sums[col] += parse_money(values[index[col]], places=5 if col == FEE_COLUMN else 2)
             except MoneyError:
-                report.unverified.append(f"line {number} {col}")
+                blind.add(col)
 
     def _record(self, v: list[str], index: dict, cs: ColumnSet, raw: RawStatement, number: int) -> StandardRecord:
         def col(name: str) -> str:
@@ -231,7 +233,7 @@ class WeChatPayNormalizer(Normalizer):
                     ok = parse_money(declared, places=5) == sums[column]
                 except MoneyError:
                     ok = False
-                if any(u.endswith(f" {column}") or " " not in u for u in report.unverified):
+                if field_name in report.unverified:
                     # A row whose amount could not be read makes this total unverifiable, not wrong:
                     # the row is in the rejects, where a person will see it.
                     report.computed[field_name] = computed

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
     try:
         return _dispatch(args, spark_factory)
     except ReconError as exc:
-        log.error("%s", exc.describe())
+        print(f"recon: error (exit {exc.exit_code}): {exc.describe()}", file=sys.stderr)
         return exc.exit_code
 
 

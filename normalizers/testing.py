@@ -1,0 +1,51 @@
+"""Run a normalizer on a local sample file, in memory (golden tests and the regeneration command)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+from normalizers.base import ControlReport, RawStatement, Sink
+from normalizers.publish import make_normalizer
+from recon.config import ChannelSettings
+from schemas import csvio, standard
+from schemas.outputs import REJECT_COLUMNS
+
+
+class MemorySink(Sink):
+    """Collects records and rejects as CSV text, exactly as the published files hold them."""
+
+    def __init__(self, channel: str, day: dt.date, source_file: str):
+        self.channel, self.day, self.source_file = channel, day.isoformat(), source_file
+        self.records_io, self.rejects_io = io.StringIO(newline=""), io.StringIO(newline="")
+        self._records, self._rejects = csvio.writer(self.records_io), csvio.writer(self.rejects_io)
+        self._records.writerow(standard.COLUMNS)
+        self._rejects.writerow(REJECT_COLUMNS)
+        self.records: list = []
+        self.reject_lines: list[int] = []
+
+    def record(self, rec) -> None:
+        self.records.append(rec)
+        self._records.writerow(rec.as_csv_row())
+
+    def reject(self, line: int, reason: str, raw: str) -> None:
+        self.reject_lines.append(line)
+        self._rejects.writerow([self.channel, self.day, self.source_file, line, reason, raw])
+
+
+def channel_for(normalizer: str, name: str | None = None, **options) -> ChannelSettings:
+    """A minimal channel configuration for running ``normalizer`` outside a pipeline."""
+    return ChannelSettings(name=name or normalizer, normalizer=normalizer, download={"type": "localdir"},
+                           conf_file="<test>", normalizer_options=options)
+
+
+def normalize_bytes(channel: ChannelSettings, name: str, data: bytes,
+                    day: dt.date = dt.date(2026, 11, 20)) -> tuple[MemorySink, ControlReport]:
+    sink = MemorySink(channel.name, day, name)
+    report = make_normalizer(channel).normalize(RawStatement(channel.name, day, name, io.BytesIO(data)), sink)
+    return sink, report
+
+
+def normalize_file(channel: ChannelSettings, path: Path, day: dt.date = dt.date(2026, 11, 20)):
+    return normalize_bytes(channel, path.name, path.read_bytes(), day)

@@ -1,0 +1,156 @@
+"""The classification transform on small frames: each category, carry-forward, one outcome per record."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from jobs import transforms as tx
+from schemas import local as local_schema
+from schemas import standard
+from schemas.outputs import open_item_spark_schema
+
+D = "2026-11-20"
+PARAMS = tx.ClassifyParams(day=D, window_starts={"wechatpay": "2026-11-20 23:30:00"}, max_carry_days=3,
+                           rules={"wechatpay": tx.ChannelRules(fee_rate=Decimal("0.006"))})
+
+
+def L(order_no, amount, status="PAID", *, refund_no="", currency="CNY", paid_at="2026-11-20 10:00:05",
+      created_at="2026-11-20 10:00:00"):
+    txn_type = "REFUND" if refund_no else "PAYMENT"
+    return (order_no, refund_no, txn_type, "wechatpay", currency, Decimal(amount), status, created_at, paid_at)
+
+
+_line = iter(range(2, 10**6))
+
+
+def C(order_no, amount, status="SUCCESS", *, refund_no="", currency="CNY", time="2026-11-20 10:00:06", fee=None,
+      txn_id=None):
+    amount = Decimal(amount)
+    fee = Decimal(fee) if fee is not None else (amount * Decimal("0.006")).quantize(Decimal("0.01"))
+    txn_type = "REFUND" if refund_no else "PAYMENT"
+    return ("wechatpay", "1601959334", txn_type, order_no, refund_no, txn_id or f"42{order_no}", "", status,
+            currency, amount, -fee if refund_no else fee, Decimal("0.00"), time, "openid", "OTHERS", "bill.csv",
+            next(_line))
+
+
+def run(spark, local=(), channel=(), items=(), params=PARAMS):
+    ldf = spark.createDataFrame(list(local), local_schema.spark_schema())
+    cdf = spark.createDataFrame(list(channel), standard.spark_schema())
+    idf = spark.createDataFrame(list(items), open_item_spark_schema())
+    records = (tx.local_records(ldf, params.day).unionByName(tx.channel_records(cdf, params.day))
+               .unionByName(tx.open_item_records(idf)))
+    return tx.classify(records, params)
+
+
+def categories(outcomes):
+    return sorted((r.side, r.order_no, r.refund_no, r.category)
+                  for r in outcomes.select("side", "order_no", "refund_no", "category").collect())
+
+
+def test_each_payment_category(spark):
+    out = run(spark, local=[
+        L("M1", "10.00"), L("U1", "10.00", "UNPAID", paid_at=""), L("A1", "10.00"), L("X1", "10.00", currency="HKD"),
+        L("S1", "10.00"), L("D1", "10.00"), L("F1", "100.00"), L("LO", "10.00"), L("N1", "5.00", "CLOSED", paid_at=""),
+    ], channel=[
+        C("M1", "10.00"), C("U1", "10.00"), C("A1", "9.99"), C("X1", "10.00"), C("S1", "10.00", "REVOKED"),
+        C("D1", "10.00", txn_id="t1"), C("D1", "10.00", txn_id="t2"), C("F1", "100.00", fee="1.20"),
+        C("CO", "3.00"), C("N2", "4.00", "CLOSED"),
+    ])
+    got = dict(((s, o), c) for s, o, _, c in categories(out))
+    assert got == {
+        ("LOCAL", "M1"): "MATCHED", ("CHANNEL", "M1"): "MATCHED",
+        ("LOCAL", "U1"): "LOCAL_UNPAID_CHANNEL_PAID", ("CHANNEL", "U1"): "LOCAL_UNPAID_CHANNEL_PAID",
+        ("LOCAL", "A1"): "AMOUNT_MISMATCH", ("CHANNEL", "A1"): "AMOUNT_MISMATCH",
+        ("LOCAL", "X1"): "CURRENCY_MISMATCH", ("CHANNEL", "X1"): "CURRENCY_MISMATCH",
+        ("LOCAL", "S1"): "STATUS_MISMATCH", ("CHANNEL", "S1"): "STATUS_MISMATCH",
+        ("LOCAL", "D1"): "DUPLICATE_CHANNEL", ("CHANNEL", "D1"): "DUPLICATE_CHANNEL",
+        ("LOCAL", "F1"): "FEE_MISMATCH", ("CHANNEL", "F1"): "FEE_MISMATCH",
+        ("LOCAL", "LO"): "LOCAL_ONLY", ("CHANNEL", "CO"): "CHANNEL_ONLY",
+        ("LOCAL", "N1"): "MATCHED", ("CHANNEL", "N2"): "MATCHED",
+    }
+    rows = {r.order_no: r for r in tx.discrepancies(out, D).collect()}
+    assert set(rows) == {"U1", "A1", "X1", "S1", "D1", "F1", "LO", "CO"}
+    assert rows["A1"].local_amount == Decimal("10.00") and rows["A1"].channel_amount == Decimal("9.99")
+    assert "difference -0.01" in rows["A1"].note
+    assert "contracted rate gives 0.60" in rows["F1"].note
+    # the duplicate key lists two rows: the pair, and the second channel record on its own
+    assert len([r for r in tx.discrepancies(out, D).collect() if r.order_no == "D1"]) == 2
+
+
+def test_each_refund_category(spark):
+    out = run(spark, local=[
+        L("O1", "5.00", "SUCCESS", refund_no="R1"), L("O2", "5.00", "PROCESSING", refund_no="R2", paid_at=""),
+        L("O3", "5.00", "SUCCESS", refund_no="R3"), L("O4", "5.00", "SUCCESS", refund_no="R4"),
+        L("O6", "5.00", "FAILED", refund_no="R6", paid_at=""),
+        L("O1", "20.00"),  # the payment of O1 is a separate key from its refund
+    ], channel=[
+        C("O1", "5.00", refund_no="R1"), C("O2", "5.00", refund_no="R2"), C("O3", "4.00", refund_no="R3"),
+        C("O5", "5.00", refund_no="R5"), C("O1", "20.00"),
+    ])
+    got = {(s, o, r): c for s, o, r, c in categories(out)}
+    assert got[("LOCAL", "O1", "R1")] == got[("CHANNEL", "O1", "R1")] == "MATCHED"
+    assert got[("LOCAL", "O1", "")] == "MATCHED"
+    assert got[("LOCAL", "O2", "R2")] == "LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED"
+    assert got[("LOCAL", "O3", "R3")] == "REFUND_AMOUNT_MISMATCH"
+    assert got[("LOCAL", "O4", "R4")] == "REFUND_LOCAL_ONLY"
+    assert got[("CHANNEL", "O5", "R5")] == "REFUND_CHANNEL_ONLY"
+    assert got[("LOCAL", "O6", "R6")] == "MATCHED"
+    (fix,) = tx.corrections(out, D).collect()
+    assert (fix.order_no, fix.refund_no, fix.action, fix.amount) == ("O2", "R2", "MARK_REFUNDED", Decimal("5.00"))
+    assert len(fix.idempotency_key) == 64
+
+
+def test_one_sided_records_in_the_cutoff_window_are_carried(spark):
+    out = run(spark, local=[L("LATE", "8.00", paid_at="2026-11-20 23:58:00")],
+              channel=[C("EDGE", "9.00", time="2026-11-20 23:59:50"), C("EARLY", "9.00", time="2026-11-20 23:29:59")])
+    got = {o: c for _, o, _, c in categories(out)}
+    assert got == {"LATE": "PENDING_CUTOFF", "EDGE": "PENDING_CUTOFF", "EARLY": "CHANNEL_ONLY"}
+    items = {r.order_no: r for r in tx.open_items(out).collect()}
+    assert set(items) == {"LATE", "EDGE"}
+    assert items["LATE"].side == "LOCAL" and items["LATE"].paid_at == "2026-11-20 23:58:00"
+    assert items["EDGE"].side == "CHANNEL" and items["EDGE"].first_seen == D and items["EDGE"].age_days == 0
+
+
+def _item(side, order_no, amount, first_seen, *, time="2026-11-19 23:58:00"):
+    chan = side == "CHANNEL"
+    return (side, first_seen, 0, "wechatpay", "1601959334" if chan else "", "PAYMENT", order_no, "",
+            "42" + order_no if chan else "", "", "SUCCESS" if chan else "PAID", "CNY", Decimal(amount),
+            Decimal("0.05") if chan else None, Decimal("0.00") if chan else None, time if chan else "",
+            "", "", "old.csv" if chan else "", 7 if chan else None, "" if chan else time, "" if chan else time)
+
+
+def test_carried_items_clear_late_age_and_expire(spark):
+    params = tx.ClassifyParams(day="2026-11-21", window_starts={"wechatpay": "2026-11-21 23:30:00"},
+                               max_carry_days=3, rules={})
+    out = run(spark, params=params,
+              local=[L("P1", "8.00", paid_at="2026-11-21 00:00:20")],
+              channel=[C("P2", "9.00", time="2026-11-21 00:03:00"), C("P3", "7.50", time="2026-11-21 00:01:00")],
+              items=[_item("CHANNEL", "P1", "8.00", "2026-11-20"), _item("LOCAL", "P2", "9.00", "2026-11-20"),
+                     _item("LOCAL", "P3", "7.00", "2026-11-20"),
+                     _item("LOCAL", "OLD", "6.00", "2026-11-18"), _item("LOCAL", "YOUNG", "6.00", "2026-11-19")])
+    rows = {(r.side, r.order_no): (r.category, r.age_days) for r in out.collect()}
+    assert rows[("LOCAL", "P1")] == rows[("CHANNEL", "P1")] == ("CLEARED_LATE", 1)
+    assert rows[("LOCAL", "P2")] == ("CLEARED_LATE", 1)
+    assert rows[("LOCAL", "P3")] == ("AMOUNT_MISMATCH", 1)   # found its counterpart, but it disagrees
+    assert rows[("LOCAL", "OLD")] == ("LOCAL_ONLY", 3)        # carried max_carry_days: now a break
+    assert rows[("LOCAL", "YOUNG")] == ("PENDING_CUTOFF", 2)  # still carried
+    cleared = [r for r in tx.discrepancies(out, "2026-11-21").collect() if r.category == "CLEARED_LATE"]
+    assert sorted(r.order_no for r in cleared) == ["P1", "P2"]
+    assert all("carried since 2026-11-20" in r.note for r in cleared)
+
+
+def test_a_key_exported_twice_locally_is_flagged_not_guessed(spark):
+    out = run(spark, local=[L("K1", "1.00"), L("K1", "1.00")], channel=[C("K1", "1.00")])
+    cats = sorted(r.category for r in out.filter("side = 'LOCAL'").collect())
+    assert cats == ["LOCAL_DUPLICATE_KEY", "MATCHED"]
+
+
+@pytest.mark.parametrize("rate, fee, expected", [("0.006", "0.06", "MATCHED"), ("0.006", "0.08", "FEE_MISMATCH"),
+                                                 (None, "5.00", "MATCHED")])
+def test_fee_check_uses_the_contracted_rate_and_tolerance(spark, rate, fee, expected):
+    params = tx.ClassifyParams(day=D, window_starts={}, rules={
+        "wechatpay": tx.ChannelRules(fee_rate=Decimal(rate) if rate else None, fee_tolerance=Decimal("0.01"))})
+    out = run(spark, params=params, local=[L("F", "10.00")], channel=[C("F", "10.00", fee=fee)])
+    assert {r.category for r in out.collect()} == {expected}
