@@ -1,6 +1,6 @@
 """The reconciliation job for one date: extract -> classify -> publish {root}/recon/{D}/.
 
-Also runnable with ``spark-submit jobs/reconcile.py --conf … --date …``.
+Under spark-submit, use ``jobs/run.py reconcile --conf … --date …``.
 """
 
 from __future__ import annotations

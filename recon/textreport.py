@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from schemas.outputs import CATEGORIES, RESOLUTIONS
 
 
@@ -17,10 +15,10 @@ def format_summary(summary: dict, location: str) -> str:
         cats = ch["categories"]
         for cat in [c for c in CATEGORIES if c in cats] + sorted(c for c in cats if c not in CATEGORIES):
             v = cats[cat]
-            records = v["local"]["records"] + v["channel"]["records"]
-            amount = max(Decimal(v["local"]["amount"]), Decimal(v["channel"]["amount"]))
-            out.append(f"    {cat:<36} {RESOLUTIONS.get(cat, ''):<14} records {records:>7}  "
-                       f"listed {v['rows']:>5}  amount {amount}")
+            out.append(f"    {cat:<36} {RESOLUTIONS.get(cat, ''):<14} "
+                       f"local {v['local']['records']:>6} / {v['local']['amount']:>12}   "
+                       f"channel {v['channel']['records']:>6} / {v['channel']['amount']:>12}   "
+                       f"listed {v['rows']:>5}")
         out.append(f"    corrections {ch['corrections']}, discrepancy rows {ch['discrepancy_rows']}")
     rf = summary["roll_forward"]
     out.append(f"  open items: opening {rf['opening']['records']} + new {rf['new']['records']} - cleared "
