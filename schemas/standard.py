@@ -87,3 +87,21 @@ def arrow_schema():
                  else pa.int64() if name == "source_line" else pa.string())
         for name in COLUMNS
     ])
+
+
+def read_arrow(stream):
+    """Read a standard CSV (a binary stream) into a pyarrow Table with decimal amounts.
+
+    Python-side readers (reports, checks) use this rather than parsing by hand,
+    so money arrives as ``decimal128(18, 2)`` and ``to_pylist`` gives Decimal.
+    """
+    import pyarrow.csv as pacsv
+
+    schema = arrow_schema()
+    return pacsv.read_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=list(COLUMNS), skip_rows=1),
+        parse_options=pacsv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, newlines_in_values=False),
+        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=False,
+                                             quoted_strings_can_be_null=False),
+    )
