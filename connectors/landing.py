@@ -1,8 +1,9 @@
-"""Landing: download to a temporary name, verify, rename into raw/, write a manifest.
+"""Landing: download to a local .part file (outside raw/), verify, copy into raw/ under a hidden name,
+rename, write a manifest.
 
-A file is never visible under its final name until it is complete and
-verified. A later run that finds the landed file (manifest and matching
-size) does not download it again unless forced.
+A file is never visible under raw/ until it is complete and verified, and
+the manifest is written last. A later run that finds the landed file
+(manifest and matching sizes) does not download it again unless forced.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import posixpath
+import shutil
 import time
 
-from connectors.base import Connector
+from connectors.base import Connector, PartFile
+from connectors.progress import Progress
+from connectors.retry import RetryPolicy, fetch_with_retries
 from recon import registry
 from recon.config import ChannelSettings
-from recon.errors import IntegrityError
-from recon.storage import Storage
+from recon.errors import IntegrityError, RetriableError
+from recon.storage import CHUNK, Storage
 
 log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
@@ -33,19 +38,6 @@ def make_connector(channel: ChannelSettings) -> Connector:
     return cls(channel)
 
 
-class _HashingSink:
-    """Counts and hashes bytes on their way to the .part file."""
-
-    def __init__(self, stream):
-        self.stream, self.size, self.digest = stream, 0, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.stream.write(data)
-        self.size += len(data)
-        self.digest.update(data)
-        return len(data)
-
-
 def landed_manifest(storage: Storage, channel: str, day: dt.date) -> dict | None:
     """The manifest of D's landed statement if every file it lists is present with its size."""
     folder = raw_dir(channel, day)
@@ -58,45 +50,79 @@ def landed_manifest(storage: Storage, channel: str, day: dt.date) -> dict | None
     return manifest
 
 
-def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, force: bool = False) -> dict:
+def _digests(path: str) -> tuple[str, str]:
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()  # sha1 only to compare with channels that publish it
+    with open(path, "rb") as fh:  # the local part file
+        while chunk := fh.read(CHUNK):
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: str, timezone: str = "Asia/Shanghai",
+         force: bool = False, policy: RetryPolicy | None = None, sleep=time.sleep) -> dict:
     """Fetch D's statement of ``channel`` into raw/ unless it is already there; returns the manifest."""
+    d = day.isoformat()
     if not force:
         manifest = landed_manifest(storage, channel.name, day)
         if manifest:
             log.info("channel %s date %s: statement already landed (%s), not downloading again",
-                     channel.name, day, ", ".join(f["name"] for f in manifest["files"]))
+                     channel.name, d, ", ".join(f["name"] for f in manifest["files"]))
             return manifest
     connector = make_connector(channel)
+    policy = policy or RetryPolicy.from_options(channel.download, day, timezone)
     folder = raw_dir(channel.name, day)
     started = time.time()
-    entries = []
+    entries, total_attempts = [], 0
     for name in connector.statement_names(day):
-        part = posixpath.join(folder, f".{name}.part")
+        part = PartFile(os.path.join(work_dir, "parts", channel.name, d, name + ".part"),
+                        progress=Progress(f"{channel.name} {name}"))
+        part.discard()  # a fresh landing never trusts leftovers of another run
+
+        def one(attempt, name=name, part=part):
+            if not getattr(connector, "RESUMABLE", False):
+                part.restart()
+            try:
+                info = connector.fetch(name, day, part, attempt)
+            finally:
+                part.close()
+            size = part.offset
+            if info.expected_size is not None and size != info.expected_size:
+                part.restart()
+                raise RetriableError(f"received {size} bytes, the source announced {info.expected_size}")
+            return info
+
+        log.info("channel %s date %s: downloading %s", channel.name, d, name)
         try:
-            with storage.open_write(part) as out:
-                sink = _HashingSink(out)
-                info = connector.fetch(name, day, sink)
-            if info.expected_size is not None and sink.size != info.expected_size:
-                raise IntegrityError(f"received {sink.size} bytes, the source announced {info.expected_size}",
-                                     channel=channel.name, date=day.isoformat(), file=name,
-                                     hint="the transfer was cut short; run again to download it anew")
-            sha = sink.digest.hexdigest()
-            if info.expected_sha256 and sha != info.expected_sha256.lower():
-                raise IntegrityError(f"sha256 {sha} differs from the source's {info.expected_sha256}",
-                                     channel=channel.name, date=day.isoformat(), file=name,
-                                     hint="the file was corrupted in transit; run again to download it anew")
+            info, attempts = fetch_with_retries(one, policy, channel=channel.name, date=d, file=name, sleep=sleep)
         except BaseException:
-            storage.delete(part)
+            part.discard()
             raise
-        storage.move(part, posixpath.join(folder, name))
-        entries.append({"name": name, "source": info.source, "size": sink.size, "sha256": sha})
-        log.info("channel %s date %s: landed %s (%d bytes, sha256 %s)", channel.name, day, name, sink.size, sha[:12])
+        part.progress.finish()
+        total_attempts += attempts
+        size = part.offset
+        sha256, sha1 = _digests(part.path)
+        for kind, expected, actual in (("sha256", info.expected_sha256, sha256), ("SHA-1", info.expected_sha1, sha1)):
+            if expected and expected.lower() != actual:
+                part.discard()
+                raise IntegrityError(f"{kind} of the received file is {actual}, the channel says {expected}",
+                                     channel=channel.name, date=d, file=name,
+                                     hint="the channel served a different file than it described; nothing was "
+                                          "landed; run again later or ask the channel")
+        hidden = posixpath.join(folder, f".{name}.part")
+        with open(part.path, "rb") as src, storage.open_write(hidden) as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+        storage.move(hidden, posixpath.join(folder, name))
+        part.discard()
+        entries.append({"name": name, "source": info.source, "size": size, "sha256": sha256, "attempts": attempts})
+        log.info("channel %s date %s: landed %s (%d bytes, sha256 %s, %d attempt(s))", channel.name, d, name, size,
+                 sha256[:12], attempts)
     manifest = {
         "channel": channel.name,
-        "date": day.isoformat(),
+        "date": d,
         "connector": channel.download["type"],
         "files": entries,
-        "attempts": 1,
+        "attempts": total_attempts,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -51,6 +52,7 @@ class Settings:
     channels: dict[str, ChannelSettings] = field(default_factory=dict)
     spark: dict[str, str] = field(default_factory=dict)
     local_orders: dict = field(default_factory=lambda: {"format": "csv"})
+    work_dir: str = ""   # local scratch folder for downloads in progress (never under raw/)
 
     def channel(self, name: str) -> ChannelSettings:
         try:
@@ -140,7 +142,7 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     data = _read_toml(path)
     _check_keys(data, {"pipeline", "spark", "local_orders"}, "top level", path)
     p = data.get("pipeline", {})
-    _check_keys(p, {"root", "timezone", "channels_dir", "max_carry_days"}, "pipeline", path)
+    _check_keys(p, {"root", "timezone", "channels_dir", "max_carry_days", "work_dir"}, "pipeline", path)
     if "root" not in p and "RECON_ROOT" not in os.environ:
         raise ConfigError("[pipeline] needs root = \"file:///…\", \"hdfs://…\" or a relative path", file=str(path))
     root = os.environ.get("RECON_ROOT") or p["root"]
@@ -171,5 +173,17 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     if local_orders.get("format", "csv") not in ("csv", "parquet"):
         raise ConfigError(f"local_orders.format must be csv or parquet, got {local_orders.get('format')!r}",
                           file=str(path))
+    if "work_dir" in p:
+        work_dir = resolve_path(p["work_dir"], path.parent)
+    elif root.startswith("file://"):
+        work_dir = os.path.join(_uri_path(root), ".work")
+    else:
+        work_dir = os.path.join(tempfile.gettempdir(), "recon-work")
     return Settings(root=root, conf_file=str(path), timezone=tz, max_carry_days=max_carry,
-                    channels=channels, spark=spark, local_orders=local_orders)
+                    channels=channels, spark=spark, local_orders=local_orders, work_dir=str(work_dir))
+
+
+def _uri_path(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(uri).path)

@@ -283,7 +283,8 @@ def write_conf(out: Path) -> None:
     (conf / "channels" / f"{CHANNEL}.toml").write_text(
         '[channel]\nname = "wechatpay"\nnormalizer = "wechatpay"\ncutoff_minutes = 30\n\n'
         '[fees]\nrate = "0.006"\ntolerance = "0.01"\n\n'
-        '[download]\ntype = "localdir"\npath = "../../inbox/wechatpay"\nfilename = "wechatpay_all_{date:%Y%m%d}.csv"\n',
+        '[download]\ntype = "localdir"\npath = "../../inbox/wechatpay"\nfilename = "wechatpay_all_{date:%Y%m%d}.csv"\n'
+        '# the demo does not wait for a statement that is not there\nmax_attempts = 1\n',
         encoding="utf-8")
 
 

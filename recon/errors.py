@@ -45,7 +45,7 @@ class ConfigError(ReconError):
 
 
 class UnavailableError(ReconError):
-    """A statement (or the local export) is not available, at the deadline."""
+    """A statement still unavailable at its deadline (or the local export missing): exit 3."""
 
     exit_code = 3
 
@@ -57,9 +57,13 @@ class IntegrityError(ReconError):
 
 
 class RetriableError(ReconError):
-    """A transient failure (timeout, reset, 5xx, bill not ready yet): worth another attempt."""
+    """A transient failure (timeout, reset, 5xx, short transfer): worth another attempt."""
 
     exit_code = 3
+
+
+class NotPublishedYet(RetriableError):
+    """The channel has not published the statement yet ("No Bill Exist", 404, no file): try again later."""
 
 
 class FatalError(ReconError):

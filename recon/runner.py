@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -56,22 +57,34 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
         settings.channel(name)  # unknown names are configuration errors, before any work
     result = DateResult(day)
     timings: dict[str, float] = {}
+    if "download" in stages:
+        # Channels download concurrently: one slow or failing server delays nobody else.
+        def download(name):
+            t0 = time.time()
+            land(storage, settings.channels[name], day, work_dir=settings.work_dir, timezone=settings.timezone,
+                 force=force_download)
+            return round(time.time() - t0, 3)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names))), thread_name_prefix="download") as pool:
+            futures = {name: pool.submit(download, name) for name in names}
+            for name, future in futures.items():
+                try:
+                    timings[f"download.{name}_seconds"] = future.result()
+                except Exception as exc:  # noqa: BLE001 - one channel's failure must not stop the others
+                    result.failures[name] = _as_recon_error(exc, name, day)
     ready = []
     for name in names:
-        chan = settings.channels[name]
-        try:
-            if "download" in stages:
+        if name in result.failures:
+            continue
+        if "normalize" in stages:
+            try:
                 t0 = time.time()
-                land(storage, chan, day, force=force_download)
-                timings[f"download.{name}_seconds"] = round(time.time() - t0, 3)
-            if "normalize" in stages:
-                t0 = time.time()
-                normalize_channel(storage, chan, day)
+                normalize_channel(storage, settings.channels[name], day)
                 timings[f"normalize.{name}_seconds"] = round(time.time() - t0, 3)
-            ready.append(name)
-        except ReconError as exc:
-            log.error("%s", exc.describe())
-            result.failures[name] = exc
+            except Exception as exc:  # noqa: BLE001
+                result.failures[name] = _as_recon_error(exc, name, day)
+                continue
+        ready.append(name)
     if "reconcile" in stages:
         if not ready:
             log.error("date %s: no channel is ready; nothing reconciled, nothing published", day)
@@ -88,6 +101,16 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
             log.error("%s", exc.describe())
             result.error = exc
     return result
+
+
+def _as_recon_error(exc: Exception, channel: str, day: dt.date) -> ReconError:
+    """Log a channel's failure and return it as a ReconError (unexpected errors become exit 1)."""
+    if isinstance(exc, ReconError):
+        log.error("%s", exc.describe())
+        return exc
+    log.exception("channel %s date %s: unexpected failure", channel, day)
+    return ReconError(f"unexpected {type(exc).__name__}: {exc}", channel=channel, date=day.isoformat(),
+                      hint="this is a bug or an unforeseen condition; the log above has the traceback")
 
 
 def process_range(settings: Settings, days: list[dt.date], **kwargs) -> list[DateResult]:

@@ -19,21 +19,27 @@ DAY = dt.date(2026, 11, 20)
 
 def _channel(inbox, filename="bill_{date:%Y%m%d}.csv") -> ChannelSettings:
     return ChannelSettings(name="wechatpay", normalizer="wechatpay", conf_file="<test>",
-                           download={"type": "localdir", "path": str(inbox), "filename": filename})
+                           download={"type": "localdir", "path": str(inbox), "filename": filename,
+                                     "max_attempts": 1})
 
 
 @pytest.fixture
 def setup(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    return inbox, Storage((tmp_path / "root").as_uri()), tmp_path / "root"
+    storage = Storage((tmp_path / "root").as_uri())
+
+    def do_land(channel, day, **kw):
+        return land(storage, channel, day, work_dir=str(tmp_path / "work"), **kw)
+
+    return inbox, do_land, tmp_path / "root"
 
 
 def test_lands_a_copy_with_size_and_sha256_in_the_manifest(setup):
-    inbox, storage, root = setup
+    inbox, land_, root = setup
     data = b"header\r\nrow\r\n" * 1000
     (inbox / "bill_20261120.csv").write_bytes(data)
-    manifest = land(storage, _channel(inbox), DAY)
+    manifest = land_(_channel(inbox), DAY)
     folder = root / "raw" / "wechatpay" / "2026-11-20"
     assert (folder / "bill_20261120.csv").read_bytes() == data
     (entry,) = manifest["files"]
@@ -43,19 +49,19 @@ def test_lands_a_copy_with_size_and_sha256_in_the_manifest(setup):
 
 
 def test_a_landed_statement_is_not_downloaded_again_unless_forced(setup):
-    inbox, storage, root = setup
+    inbox, land_, root = setup
     (inbox / "bill_20261120.csv").write_bytes(b"first")
-    land(storage, _channel(inbox), DAY)
+    land_(_channel(inbox), DAY)
     (inbox / "bill_20261120.csv").write_bytes(b"second version")
-    assert land(storage, _channel(inbox), DAY)["files"][0]["size"] == 5
-    assert land(storage, _channel(inbox), DAY, force=True)["files"][0]["size"] == len(b"second version")
+    assert land_(_channel(inbox), DAY)["files"][0]["size"] == 5
+    assert land_(_channel(inbox), DAY, force=True)["files"][0]["size"] == len(b"second version")
     assert (root / "raw/wechatpay/2026-11-20/bill_20261120.csv").read_bytes() == b"second version"
 
 
 def test_missing_statement_is_unavailable_exit_3_and_leaves_nothing(setup):
-    inbox, storage, root = setup
+    inbox, land_, root = setup
     with pytest.raises(UnavailableError) as info:
-        land(storage, _channel(inbox), DAY)
+        land_(_channel(inbox), DAY)
     assert info.value.exit_code == 3 and info.value.channel == "wechatpay" and info.value.date == "2026-11-20"
     folder = root / "raw" / "wechatpay" / "2026-11-20"
     assert not folder.exists() or list(folder.iterdir()) == []
@@ -68,6 +74,6 @@ def test_unsafe_remote_names_are_refused(name):
 
 
 def test_a_pattern_producing_a_path_is_refused(setup):
-    inbox, storage, _ = setup
+    inbox, land_, _ = setup
     with pytest.raises(FatalError):
-        land(storage, _channel(inbox, filename="../{date:%Y%m%d}.csv"), DAY)
+        land_(_channel(inbox, filename="../{date:%Y%m%d}.csv"), DAY)
