@@ -46,13 +46,17 @@ class RetryPolicy:
 
     @classmethod
     def from_options(cls, options: dict, day: dt.date, timezone: str) -> "RetryPolicy":
-        deadline_text = options.get("deadline", "12:00")
-        try:
-            hh, mm = (int(x) for x in str(deadline_text).split(":"))
-            local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hh, mm), tzinfo=ZoneInfo(timezone))
-        except ValueError:
-            raise ConfigError(f"[download] deadline must be HH:MM (on D+1, business time), got {deadline_text!r}") \
-                from None
+        deadline_text = str(options.get("deadline", "12:00"))
+        local = None
+        if deadline_text:
+            try:
+                hh, mm = (int(x) for x in deadline_text.split(":"))
+                local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hh, mm), tzinfo=ZoneInfo(timezone))
+            except ValueError:
+                raise ConfigError(f"[download] deadline must be HH:MM (on D+1, business time), got "
+                                  f"{deadline_text!r}") from None
+        elif "max_wait" not in options and "max_attempts" not in options:
+            raise ConfigError('[download] deadline = "" (none) needs max_wait or max_attempts to bound the retries')
         max_attempts = options.get("max_attempts")
         if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
             raise ConfigError(f"[download] max_attempts must be a positive integer, got {max_attempts!r}")
@@ -81,7 +85,7 @@ class RetryPolicy:
 def _classify(exc: BaseException) -> BaseException:
     """A safety net for library errors a connector did not wrap."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return FatalError(f"TLS certificate not trusted: {exc.verify_message or exc}")
+        return FatalError(f"TLS certificate not trusted: {getattr(exc, 'verify_message', None) or exc}")
     if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
         return RetriableError(f"{type(exc).__name__}: {exc}")
     return exc

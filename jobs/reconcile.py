@@ -85,7 +85,7 @@ def _read_local(spark, storage: Storage, settings: Settings, day: dt.date):
 
 
 def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str],
-                   *, run_id: str, extra: dict | None = None) -> dict:
+                   *, run_id: str, extra: dict | None = None, not_ready: list[str] | None = None) -> dict:
     """Reconcile D for ``channels`` (those with published standard records) and publish the result.
 
     Returns the summary written to summary.json.
@@ -97,7 +97,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     started = time.time()
     d = day.isoformat()
     available = [ch for ch in channels if is_published(storage, ch, day)]
-    missing = [ch for ch in channels if ch not in available]
+    missing = sorted(set(not_ready or []) | {ch for ch in channels if ch not in available})
     if not available:
         raise UnavailableError("no channel has published standard records for this date; nothing to reconcile",
                                date=d, hint="run `recon download` and `recon normalize` first")

@@ -95,7 +95,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
 
             spark = (spark_factory or get_spark)(settings)
             result.summary = reconcile_date(
-                spark, storage, settings, day, ready, run_id=new_run_id(day),
+                spark, storage, settings, day, ready, run_id=new_run_id(day), not_ready=sorted(result.failures),
                 extra={"timings": timings, "failures": {k: v.describe() for k, v in result.failures.items()}})
         except ReconError as exc:
             log.error("%s", exc.describe())

@@ -38,8 +38,9 @@ DAY = dt.date(2026, 11, 20)
 NAME = "bill_20261120.csv"
 # Large enough to need many reads, with a recognisable pattern (a truncated copy never matches).
 STATEMENT = b"".join(b"`2026-11-20 10:00:%02d,`row %06d,`0.01\r\n" % (i % 60, i) for i in range(12000))
+# Seconds instead of minutes; no time-of-day deadline (DAY's 12:00 is long past), max_wait bounds the retries.
 FAST = {"connect_timeout": 2, "read_timeout": 1, "attempt_timeout": 10, "retry_interval": 0.2, "retry_jitter": 0,
-        "max_wait": 3}
+        "max_wait": 3, "deadline": ""}
 
 
 class FaultyServer(Protocol):
