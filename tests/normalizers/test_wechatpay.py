@@ -16,7 +16,7 @@ from tests.normalizers.regen_goldens import golden_paths, sample_files
 
 SAMPLES = Path(__file__).parent / "samples" / "wechatpay"
 CHANNEL = channel_for("wechatpay")
-WECHAT_SAMPLES = [p for n, p in sample_files() if n == "wechatpay"]
+WECHAT_SAMPLES = [p for c, p in sample_files() if p.parent == SAMPLES]
 
 
 @pytest.mark.parametrize("path", WECHAT_SAMPLES, ids=lambda p: p.name)
