@@ -1,4 +1,4 @@
-"""WeChat Pay (微信支付) trade bill: the ALL bill, new and old column sets.
+"""WeChat Pay (微信支付) trade bill: ALL, SUCCESS and REFUND bills, new and old column sets, plain or gzip.
 
 Layout (../shared/reference/channel-formats.md): a header line, detail rows,
 a summary header line starting with 总交易单数, one summary row. Comma
@@ -16,7 +16,10 @@ Mapping decisions (also in EXTENDING.md):
 
 from __future__ import annotations
 
+import gzip
+import io
 import re
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,10 +39,16 @@ FEE_COLUMN = "手续费"
 
 @dataclass(frozen=True)
 class ColumnSet:
-    """One known layout of the bill: its headers and which column plays which role."""
+    """One generation of the bill's columns (new or old) and which column plays which role.
+
+    ALL, SUCCESS and REFUND bills of a generation differ only by which of its
+    columns they carry (SUCCESS drops the refund columns; REFUND adds the
+    refund's application and success times), so a header is recognised by its
+    names: every name must belong to the generation, and the core must be there.
+    """
 
     name: str
-    header: tuple[str, ...]
+    columns: frozenset[str]
     sub_merchant: str
     amount: str
     coupon: str
@@ -47,17 +56,28 @@ class ColumnSet:
     refund_coupon: str
     summary: dict[str, str | None]  # summary field -> detail column it sums (None: the row count)
 
+    def matches(self, header: tuple[str, ...]) -> bool:
+        return set(header) <= self.columns and set(CORE) | {self.amount} <= set(header) \
+            and len(set(header)) == len(header)
 
-def _cols(text: str) -> tuple[str, ...]:
-    return tuple(text.split(","))
+    def bill_type(self, header: tuple[str, ...]) -> str:
+        if "退款成功时间" in header:
+            return "REFUND"
+        return "ALL" if "商户退款单号" in header else "SUCCESS"
 
 
+def _cols(text: str) -> frozenset[str]:
+    return frozenset(text.split(","))
+
+
+CORE = ("交易时间", "商户号", "微信订单号", "商户订单号", "交易状态", "货币种类", "手续费")
+_REFUND_TIMES = ",退款申请时间,退款成功时间"
 COLUMN_SETS = (
     ColumnSet(
-        name="new-ALL",
-        header=_cols("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
-                     "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,"
-                     "商户数据包,手续费,费率,订单金额,申请退款金额,费率备注"),
+        name="new",
+        columns=_cols("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+                      "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,"
+                      "商户数据包,手续费,费率,订单金额,申请退款金额,费率备注" + _REFUND_TIMES),
         sub_merchant="特约商户号", amount="订单金额", coupon="代金券金额", refund_amount="申请退款金额",
         refund_coupon="充值券退款金额",
         summary={"总交易单数": None, "应结订单总金额": "应结订单金额", "退款总金额": "退款金额",
@@ -65,17 +85,20 @@ COLUMN_SETS = (
                  "申请退款总金额": "申请退款金额"},
     ),
     ColumnSet(
-        name="old-ALL",
-        header=_cols("交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
-                     "货币种类,总金额,企业红包金额,微信退款单号,商户退款单号,退款金额,企业红包退款金额,退款类型,退款状态,商品名称,"
-                     "商户数据包,手续费,费率"),
+        name="old",
+        columns=_cols("交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+                      "货币种类,总金额,企业红包金额,微信退款单号,商户退款单号,退款金额,企业红包退款金额,退款类型,退款状态,商品名称,"
+                      "商户数据包,手续费,费率" + _REFUND_TIMES),
         sub_merchant="子商户号", amount="总金额", coupon="企业红包金额", refund_amount="退款金额",
         refund_coupon="企业红包退款金额",
         summary={"总交易单数": None, "总交易额": "总金额", "总退款金额": "退款金额",
                  "总企业红包退款金额": "企业红包退款金额", "手续费总金额": "手续费"},
     ),
 )
-_BY_HEADER = {cs.header: cs for cs in COLUMN_SETS}
+
+
+def column_set(header: tuple[str, ...]) -> ColumnSet | None:
+    return next((cs for cs in COLUMN_SETS if cs.matches(header)), None)
 
 
 class RowError(ValueError):
@@ -86,32 +109,41 @@ def _unbacktick(value: str) -> str:
     return value[1:] if value.startswith("`") else value
 
 
-def _lines(raw: RawStatement):
-    """(line number, text) for each physical line; CRLF/LF and a leading BOM removed."""
-    for number, data in enumerate(raw.stream, start=1):
-        data = data.rstrip(b"\r\n")
-        if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        yield number, data
+def _lines(raw: RawStatement, where: dict):
+    """(line number, bytes) for each physical line; gzip undone, CRLF/LF and a leading BOM removed."""
+    stream = raw.stream if hasattr(raw.stream, "peek") else io.BufferedReader(raw.stream)
+    number = 0
+    try:
+        if stream.peek(2)[:2] == b"\x1f\x8b":  # tar_type=GZIP
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")
+        for number, data in enumerate(stream, start=1):
+            data = data.rstrip(b"\r\n")
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            yield number, data
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise IntegrityError(f"the gzip stream is truncated or corrupt ({exc})", line=number + 1, **where,
+                             hint="download the statement again") from exc
 
 
 class WeChatPayNormalizer(Normalizer):
-    """The WeChat Pay ALL trade bill (new and old column sets)."""
+    """The WeChat Pay trade bill (ALL / SUCCESS / REFUND; new and old column sets; plain or gzip)."""
 
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
-        lines = _lines(raw)
+        lines = _lines(raw, where)
         first = next(lines, None)
         if first is None:
             raise IntegrityError("the statement is empty", line=1, **where,
                                  hint="the download was probably cut short; download it again")
         header = self._decode_header(first[1], first[0], where)
-        cs = _BY_HEADER.get(header)
+        cs = column_set(header)
         if cs is None:
             raise IntegrityError(f"unknown column set ({len(header)} columns starting {','.join(header[:4])}…)",
                                  line=1, **where,
                                  hint="the channel changed its bill format; a normalizer update is needed")
-        index = {name: i for i, name in enumerate(cs.header)}
+        index = {name: i for i, name in enumerate(header)}
+        # a summary field whose column this bill type does not carry sums to zero
         sums = {col: Decimal(0) for col in cs.summary.values() if col}
         report = ControlReport()
         blind: set[str] = set()  # summed columns a rejected row made impossible to verify
@@ -138,14 +170,14 @@ class WeChatPayNormalizer(Normalizer):
             if text.startswith(SUMMARY_FIRST):
                 summary_line = number
                 summary_header = tuple(text.split(","))
-                if set(summary_header) != set(cs.summary):
+                if not set(summary_header) <= set(cs.summary) or SUMMARY_FIRST not in summary_header:
                     raise IntegrityError(f"summary header {text!r} does not match the {cs.name} column set",
                                          line=number, **where, hint="a normalizer update is needed")
                 continue
             report.data_rows += 1
             values = [_unbacktick(v) for v in text.split(",")]
-            if len(values) != len(cs.header):
-                sink.reject(number, f"expected {len(cs.header)} fields, found {len(values)}", text)
+            if len(values) != len(header):
+                sink.reject(number, f"expected {len(header)} fields, found {len(values)}", text)
                 blind.update(sums)
                 continue
             self._add_to_sums(values, index, sums, blind)
@@ -181,6 +213,8 @@ class WeChatPayNormalizer(Normalizer):
     @staticmethod
     def _add_to_sums(values, index, sums, blind: set[str]) -> None:
         for col in sums:
+            if col not in index:
+                continue
             try:
                 sums[col] += parse_money(values[index[col]], places=5 if col == FEE_COLUMN else 2)
             except MoneyError:
@@ -188,7 +222,7 @@ class WeChatPayNormalizer(Normalizer):
 
     def _record(self, v: list[str], index: dict, cs: ColumnSet, raw: RawStatement, number: int) -> StandardRecord:
         def col(name: str) -> str:
-            return v[index[name]].strip()
+            return v[index[name]].strip() if name in index else ""
 
         txn_time = col("交易时间")
         if not TIME.match(txn_time):
@@ -202,7 +236,13 @@ class WeChatPayNormalizer(Normalizer):
             fee=fee, txn_time=txn_time, payer_id=col("用户标识"), bank=col("付款银行"),
             source_file=raw.name, source_line=number,
         )
-        if trade_status == "REFUND":
+        if trade_status == "REFUND" or "退款成功时间" in index:
+            # REFUND bills: the success time, or (still processing) the application time
+            refund_time = col("退款成功时间") or col("退款申请时间")
+            if refund_time:
+                if not TIME.match(refund_time):
+                    raise RowError(f"refund time {refund_time!r} is not yyyy-MM-dd HH:mm:ss")
+                common["txn_time"] = refund_time
             status = REFUND_STATUS.get(col("退款状态"))
             if status is None:
                 raise RowError(f"unknown 退款状态 {col('退款状态')!r}")
@@ -222,6 +262,8 @@ class WeChatPayNormalizer(Normalizer):
                       where: dict) -> None:
         problems = []
         for field_name, column in cs.summary.items():
+            if field_name not in summary:
+                continue  # e.g. the SUCCESS bill's documented 4-field summary
             declared = summary[field_name].strip()
             report.declared[field_name] = declared
             if column is None:

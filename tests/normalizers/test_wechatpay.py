@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,6 +42,24 @@ def test_every_data_row_is_a_record_or_a_reject_and_amounts_agree_with_the_summa
         declared_refunds = report.declared.get("申请退款总金额") or report.declared["总退款金额"]
         assert payments == Decimal(declared_orders)
         assert refunds == Decimal(declared_refunds)
+
+
+@pytest.mark.parametrize("path", [p for c, p in sample_files(include_bad=True) if p.parent == SAMPLES],
+                         ids=lambda p: p.name)
+def test_every_bad_sample_fails_as_a_whole_naming_file_and_line(path):
+    with pytest.raises(IntegrityError) as info:
+        normalize_file(CHANNEL, path)
+    assert info.value.exit_code == 4 and info.value.file == path.name and info.value.line
+
+
+def test_success_and_refund_bills_and_gzip_are_recognised():
+    names = {p.name for p in WECHAT_SAMPLES}
+    assert {"success_bill_new.csv", "refund_bill_new.csv", "mixed_all.csv.gz", "old_columns_all.csv"} <= names
+    sink, _ = normalize_file(CHANNEL, SAMPLES / "refund_bill_new.csv")
+    assert [r.txn_time for r in sink.records] == ["2026-11-20 12:30:00", "2026-11-20 13:40:00"]
+    plain, _ = normalize_file(CHANNEL, SAMPLES / "mixed_all_bom.csv")
+    packed, _ = normalize_file(CHANNEL, SAMPLES / "mixed_all.csv.gz")
+    assert [r.as_csv_row()[:-2] for r in plain.records] == [r.as_csv_row()[:-2] for r in packed.records]
 
 
 def test_the_reference_sample_becomes_one_payment():
@@ -137,9 +156,10 @@ def _render(rows) -> bytes:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(row_strategy, max_size=8))
-def test_generated_rows_round_trip_exactly(rows):
-    sink, report = normalize_bytes(CHANNEL, "gen.csv", _render(rows))
+@given(st.lists(row_strategy, max_size=8), st.booleans())
+def test_generated_rows_round_trip_exactly(rows, packed):
+    data = _render(rows)
+    sink, report = normalize_bytes(CHANNEL, "gen.csv", gzip.compress(data) if packed else data)
     assert not sink.reject_lines and not report.unverified
     assert len(sink.records) == len(rows)
     for r, rec in zip(rows, sink.records):
