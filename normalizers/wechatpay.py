@@ -149,7 +149,9 @@ class WeChatPayNormalizer(Normalizer):
         blind: set[str] = set()  # summed columns a rejected row made impossible to verify
         summary_line = None
         summary = None
+        last_line = first[0]
         for number, data in lines:
+            last_line = number
             if summary_line is not None:
                 if summary is None:
                     summary = self._parse_summary(data, number, summary_header, where)
@@ -186,8 +188,8 @@ class WeChatPayNormalizer(Normalizer):
             except (RowError, MoneyError, ValueError) as exc:
                 sink.reject(number, str(exc), text)
         if summary is None:
-            raise IntegrityError("the summary line (总交易单数…) is missing: the file is truncated",
-                                 line=summary_line, **where, hint="download the statement again")
+            raise IntegrityError("the summary line (总交易单数…) is missing: the file is truncated after this line",
+                                 line=summary_line or last_line, **where, hint="download the statement again")
         report.unverified = sorted(f for f, col in cs.summary.items() if col in blind)
         self._check_totals(cs, summary, sums, report, summary_line + 1, where)
         return report
