@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 
 from schemas.money import format_money
@@ -52,14 +52,11 @@ class StandardRecord:
             raise ValueError(f"amount must be positive, got {self.amount}")
 
     def as_csv_row(self) -> list[str]:
-        """The record as CSV fields, in COLUMNS order."""
-        out = []
-        for name, value in zip(COLUMNS, astuple(self)):
-            if name in MONEY_COLUMNS:
-                out.append(format_money(value))
-            else:
-                out.append(str(value))
-        return out
+        """The record as CSV fields, in COLUMNS order (attribute access: astuple deep-copies)."""
+        return [self.channel, self.merchant_id, self.txn_type, self.order_no, self.refund_no, self.channel_txn_id,
+                self.channel_refund_id, self.status, self.currency, format_money(self.amount),
+                format_money(self.fee), format_money(self.coupon_amount), self.txn_time, self.payer_id, self.bank,
+                self.source_file, str(self.source_line)]
 
 
 def spark_schema():
