@@ -6,7 +6,7 @@ DEMO   ?= demo
 DEMO_DAY1 := 2026-11-20
 DEMO_DAY2 := 2026-11-21
 
-.PHONY: run test check-prereqs clean goldens
+.PHONY: run test check-prereqs clean goldens bench
 
 $(BIN)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory check-prereqs
@@ -38,3 +38,8 @@ clean:
 ## goldens: regenerate golden files beside the sample statements (review the diff!)
 goldens: $(BIN)/.installed
 	$(BIN)/python -m tests.normalizers.regen_goldens
+
+## bench: time the stages on generated data (BENCH_ARGS="--rows 10000000" for more)
+BENCH_ARGS ?= --rows 1000000 --runs 3
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -88,6 +88,15 @@ def _classify(exc: BaseException) -> BaseException:
         return FatalError(f"TLS certificate not trusted: {getattr(exc, 'verify_message', None) or exc}")
     if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
         return RetriableError(f"{type(exc).__name__}: {exc}")
+    try:  # requests' errors do not derive from the built-in ConnectionError
+        import requests
+    except ImportError:  # pragma: no cover - requests is a dependency
+        return exc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return FatalError(f"TLS failure: {exc}")
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                        requests.exceptions.ChunkedEncodingError)):
+        return RetriableError(f"{type(exc).__name__}: {exc}")
     return exc
 
 
