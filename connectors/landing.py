@@ -88,7 +88,9 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
                 part.close()
             size = part.offset
             if info.expected_size is not None and size != info.expected_size:
-                part.restart()
+                # a short file can be resumed by a connector that resumes; anything else starts over
+                if size > info.expected_size or not getattr(connector, "RESUMABLE", False):
+                    part.restart()
                 raise RetriableError(f"received {size} bytes, the source announced {info.expected_size}")
             return info
 
