@@ -23,6 +23,8 @@ from schemas.outputs import CORRECTION_ACTIONS, open_item_spark_schema
 
 log = logging.getLogger(__name__)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# what open_items.csv carries to D+1: pending items and open one-sided breaks (jobs.transforms.open_items)
+CARRIED_CATEGORIES = ("PENDING_CUTOFF", "LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
 READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
 
 DISCREPANCY_ORDER = ("channel", "category", "order_no", "refund_no", "source_file", "source_line", "local_time",
@@ -72,16 +74,16 @@ def _money(value) -> str:
     return format_money(value if value is not None else Decimal("0.00"))
 
 
-def _read_local(spark, storage: Storage, settings: Settings, day: dt.date):
-    folder = local_dir(day)
-    names = [n for n in storage.list(folder) if not n.startswith(("_", "."))]
-    if not names:
-        raise UnavailableError(f"no local orders export under {storage.uri(folder)}", date=day.isoformat(),
-                               hint="the order system's export for this date must land there before reconciling")
-    reader = spark.read.schema(local_schema.spark_schema())
-    if settings.local_orders.get("format", "csv") == "parquet":
-        return reader.parquet(storage.uri(folder)), folder, names
-    return reader.options(**READ_OPTIONS).csv(storage.uri(folder)), folder, names
+def _read_local(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str]):
+    """Local orders of D (export files or a JDBC read); returns (frame, folder for errors, export files)."""
+    from jobs.local_orders import local_export_files, read_local_orders
+
+    cutoff = max((settings.channels[ch].cutoff_minutes for ch in channels), default=30)
+    local = read_local_orders(spark, storage, settings.local_orders, day, cutoff, timezone=settings.timezone)
+    if settings.local_orders.get("format", "csv") == "jdbc":
+        return local, local_dir(day), []
+    folder, files = local_export_files(storage, day)
+    return local, folder, files
 
 
 def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str],
@@ -96,6 +98,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
 
     started = time.time()
     d = day.isoformat()
+    storage.recover("recon")  # leftovers of a killed run (we hold the run lock)
     available = [ch for ch in channels if is_published(storage, ch, day)]
     missing = sorted(set(not_ready or []) | {ch for ch in channels if ch not in available})
     if not available:
@@ -105,7 +108,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # -- extract ---------------------------------------------------------------------------------------------
     std = spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(
         [storage.uri(standard_dir(ch, day)) for ch in available])
-    local, local_folder, local_files = _read_local(spark, storage, settings, day)
+    local, local_folder, local_files = _read_local(spark, storage, settings, day, available)
     in_scope = F.col("channel").isin(available)
     prev = previous_result(storage, day)
     if prev is not None and prev != day - dt.timedelta(days=1):
@@ -124,11 +127,15 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         window_starts={ch: window_start(day, settings.channels[ch].cutoff_minutes) for ch in available},
         rules={ch: tx.ChannelRules(cutoff_minutes=settings.channels[ch].cutoff_minutes,
                                    fee_rate=settings.channels[ch].fee_rate,
-                                   fee_tolerance=settings.channels[ch].fee_tolerance) for ch in available},
+                                   fee_tolerance=settings.channels[ch].fee_tolerance,
+                                   fee_rounding=settings.channels[ch].fee_rounding) for ch in available},
     )
     records = (tx.local_records(local.filter(in_scope), d)
                .unionByName(tx.channel_records(std, d))
                .unionByName(tx.open_item_records(opening.filter(in_scope))))
+    history = _history(spark, storage, settings, day, available)
+    if history is not None:
+        records = records.unionByName(tx.history_records(history))
     outcomes = tx.classify(records, params).persist()
     try:
         try:
@@ -157,7 +164,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         staged = storage.staging("recon", d)
         try:
             write_single_csv(storage, tx.discrepancies(outcomes, d), DISCREPANCY_ORDER, staged, "discrepancies.csv")
-            write_single_csv(storage, tx.corrections(outcomes, d), CORRECTION_ORDER, staged, "corrections.csv")
+            write_single_csv(storage, tx.corrections(outcomes, d, _corrections_already(spark, storage, day)),
+                             CORRECTION_ORDER, staged, "corrections.csv")
             carried_unchanged = held_items.withColumn(
                 "age_days", F.datediff(F.lit(d), F.to_date("first_seen")).cast("int"))
             write_single_csv(storage, tx.open_items(outcomes).unionByName(carried_unchanged), OPEN_ITEM_ORDER,
@@ -179,6 +187,34 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         outcomes.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary
+
+
+def _history(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str]):
+    """Standard records of the ``refund_lookback_days`` dates before D (what orders were paid and refunded)."""
+    folders = [storage.uri(standard_dir(ch, day - dt.timedelta(days=k)))
+               for k in range(1, settings.refund_lookback_days + 1) for ch in channels
+               if is_published(storage, ch, day - dt.timedelta(days=k))]
+    if not folders:
+        return None
+    return spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(folders)
+
+
+APPLIED_DIR = "corrections/applied"
+
+
+def _corrections_already(spark, storage: Storage, day: dt.date):
+    """Idempotency keys emitted on an earlier date or recorded as applied: never emitted again."""
+    from pyspark.sql import types as T
+
+    emitted = [storage.uri(recon_dir(dt.date.fromisoformat(n)), "corrections.csv")
+               for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()
+               and is_reconciled(storage, dt.date.fromisoformat(n))]
+    applied = [storage.uri(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
+    keys = spark.createDataFrame([], T.StructType([T.StructField("idempotency_key", T.StringType())]))
+    for paths in (emitted, applied):  # two kinds of file: each read by its own header
+        if paths:
+            keys = keys.unionByName(spark.read.options(**SPARK_CSV_OPTIONS).csv(paths).select("idempotency_key"))
+    return keys
 
 
 def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],
@@ -211,7 +247,7 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
             ch["corrections"] += t["rows"]
         if t["carried"]:
             _add(roll["opening"], t["records"], amount)
-        if t["category"] == "PENDING_CUTOFF":
+        if t["category"] in CARRIED_CATEGORIES:
             _add(roll["closing"], t["records"], amount)
             if not t["carried"]:
                 _add(roll["new"], t["records"], amount)

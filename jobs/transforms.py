@@ -40,11 +40,15 @@ _ONE_LOCAL, _ONE_CHANNEL = "_ONE_SIDED_LOCAL", "_ONE_SIDED_CHANNEL"
 RECORD_COLUMNS = (
     "side", "channel", "txn_type", "order_no", "refund_no", "status", "currency", "amount", "fee", "coupon_amount",
     "merchant_id", "channel_txn_id", "channel_refund_id", "txn_time", "payer_id", "bank", "source_file",
-    "source_line", "created_at", "paid_at", "time", "first_seen", "carried",
+    "source_line", "created_at", "paid_at", "time", "first_seen", "carried", "carried_as",
 )
+# One-sided breaks stay open (carried, not re-listed) until their counterpart arrives.
+BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
 # What each side's primary record contributes to the comparison and to the report.
 _PRIMARY_FIELDS = ("status", "amount", "currency", "time", "fee", "coupon_amount", "channel_txn_id",
-                   "channel_refund_id", "source_file", "source_line", "carried", "first_seen")
+                   "channel_refund_id", "source_file", "source_line", "carried", "first_seen", "carried_as",
+                   "multi_channel", "over_refund", "paid_amount", "refunded_total")
+ROUNDING = ("HALF_UP", "HALF_EVEN", "DOWN", "UP")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class ChannelRules:
     cutoff_minutes: int = 30
     fee_rate: Decimal | None = None
     fee_tolerance: Decimal = Decimal("0.01")
+    fee_rounding: str = "HALF_UP"
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ def local_records(local: DataFrame, day: str) -> DataFrame:
         _blank("payer_id"), _blank("bank"), _blank("source_file"), F.lit(None).cast("long").alias("source_line"),
         _text("created_at"), _text("paid_at"),
         F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.col("created_at"), F.lit("")).alias("time"),
-        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"),
+        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"),
     )
 
 
@@ -99,8 +104,17 @@ def channel_records(std: DataFrame, day: str) -> DataFrame:
         _text("merchant_id"), _text("channel_txn_id"), _text("channel_refund_id"), _text("txn_time"),
         _text("payer_id"), _text("bank"), _text("source_file"), F.col("source_line").cast("long").alias("source_line"),
         _blank("created_at"), _blank("paid_at"), _text("txn_time").alias("time"),
-        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"),
+        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"),
     )
+
+
+def history_records(std: DataFrame) -> DataFrame:
+    """Successful channel records of earlier dates, used only to know what an order was paid and refunded.
+
+    They flow through the same shuffle but get no outcome (side HISTORY).
+    """
+    ok = std.filter(F.col("status") == "SUCCESS")
+    return channel_records(ok, "").withColumn("side", F.lit("HISTORY"))
 
 
 def open_item_records(items: DataFrame) -> DataFrame:
@@ -115,6 +129,7 @@ def open_item_records(items: DataFrame) -> DataFrame:
         F.when(is_local, F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.col("created_at")))
          .otherwise(F.col("txn_time")).alias("time"),
         _text("first_seen"), F.lit(True).alias("carried"),
+        F.coalesce(F.nullif(F.col("carried_as"), F.lit("")), F.lit("PENDING_CUTOFF")).alias("carried_as"),
     )
 
 
@@ -131,13 +146,56 @@ def _by_channel(mapping: dict, default, dtype=None) -> Column:
     return fallback if expr is None else expr.otherwise(fallback)
 
 
+def _round_fee(value: Column, rule: str) -> Column:
+    if rule == "HALF_EVEN":
+        return F.bround(value, 2)
+    if rule in ("DOWN", "UP"):  # toward / away from zero, at the cent
+        step = F.floor if rule == "DOWN" else F.ceil
+        return (F.signum(value) * step(F.abs(value) * 100) / 100).cast(MONEY)
+    return F.round(value, 2)
+
+
+def _order_facts(records: DataFrame) -> DataFrame:
+    """Facts about the whole order, across keys and channels (same shuffle: partitioned by order_no).
+
+    ``multi_channel``: SUCCESS payments of this order at more than one channel.
+    ``paid_amount`` / ``refunded_total``: the channel's SUCCESS payment of the order and the running
+    total of its SUCCESS refunds up to this record (earlier dates' HISTORY records included);
+    ``over_refund``: this refund takes the total past the payment.
+    """
+    side, status = F.col("side"), F.col("status")
+    at_channel = side.isin("CHANNEL", "HISTORY") & (status == "SUCCESS")
+    pay_ok = at_channel & (F.col("txn_type") == "PAYMENT")
+    refund_ok = at_channel & (F.col("txn_type") == "REFUND")
+    by_order = Window.partitionBy("order_no")
+    by_channel_order = Window.partitionBy("order_no", "channel")
+    running = (Window.partitionBy("order_no", "channel")
+               .orderBy("time", "refund_no", "channel_refund_id", "source_file", "source_line")
+               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    df = records.select(
+        "*",
+        (F.min(F.when(pay_ok, F.col("channel"))).over(by_order)
+         != F.max(F.when(pay_ok, F.col("channel"))).over(by_order)).alias("_multi"),
+        F.max(F.when(pay_ok, F.col("amount"))).over(by_channel_order).alias("paid_amount"),
+        F.sum(F.when(refund_ok, F.col("amount")).otherwise(F.lit(0).cast(MONEY))).over(running)
+         .alias("refunded_total"),
+    )
+    return (df.withColumn("multi_channel", F.coalesce(F.col("_multi"), F.lit(False)))
+              .withColumn("over_refund", refund_ok & (side == "CHANNEL") & F.col("paid_amount").isNotNull()
+                          & (F.col("refunded_total") > F.col("paid_amount")))
+              .drop("_multi")
+              .filter(side != "HISTORY"))
+
+
 def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
-    """Give every record exactly one category; one shuffle by key.
+    """Give every record exactly one category; one shuffle (by order number) for all of them.
 
     Output: the record columns plus ``category``, ``resolution``, ``age_days``,
     ``emits`` (this record carries the key's discrepancy row), ``n_channel_ok``
     and the two primaries ``l`` and ``c`` (structs) used to build the rows.
+    HISTORY records (earlier dates) inform the order facts and get no outcome.
     """
+    records = _order_facts(records)
     side, status = F.col("side"), F.col("status")
     is_chan = side == "CHANNEL"
     is_pay = F.col("txn_type") == "PAYMENT"
@@ -173,8 +231,13 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
 
     rate = _by_channel({k: r.fee_rate for k, r in params.rules.items() if r.fee_rate is not None}, None, RATE)
     tol = _by_channel({k: r.fee_tolerance for k, r in params.rules.items()}, Decimal("0.01"), MONEY)
-    base = c["amount"] - F.coalesce(c["coupon_amount"], F.lit(0).cast(MONEY))
-    expected_fee = F.round(base * rate, 2) * F.when(is_pay, F.lit(1)).otherwise(F.lit(-1))
+    base = (c["amount"] - F.coalesce(c["coupon_amount"], F.lit(0).cast(MONEY))) * rate
+    rounded = None
+    for name, rule in sorted((k, r.fee_rounding) for k, r in params.rules.items()):
+        rounded = (F.when(F.col("channel") == name, _round_fee(base, rule)) if rounded is None
+                   else rounded.when(F.col("channel") == name, _round_fee(base, rule)))
+    rounded = _round_fee(base, "HALF_UP") if rounded is None else rounded.otherwise(_round_fee(base, "HALF_UP"))
+    expected_fee = rounded * F.when(is_pay, F.lit(1)).otherwise(F.lit(-1))
     fee_bad = rate.isNotNull() & (F.abs(c["fee"] - expected_fee) > tol)
 
     mismatch = F.when(is_pay, "AMOUNT_MISMATCH").otherwise("REFUND_AMOUNT_MISMATCH")
@@ -182,23 +245,29 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     pair = (F.when(dup, "DUPLICATE_CHANNEL")
             .when(both & c_ok & cur_diff, "CURRENCY_MISMATCH")
             .when(both & c_ok & amt_diff, mismatch)
+            .when(both & c_ok & c["over_refund"], "REFUND_EXCEEDS_PAYMENT")
             .when(both & l_ok & c_ok & fee_bad, "FEE_MISMATCH")
             .when(both & l_ok & c_ok, "MATCHED")
             .when(both & c_ok, autofix)
             .when(both & l_ok, "STATUS_MISMATCH")
             .when(both, "MATCHED")
             .when(has_l & l_ok, _ONE_LOCAL)
+            .when(has_c & c_ok & is_pay & c["multi_channel"], "DUPLICATE_ACROSS_CHANNELS")
+            .when(has_c & c_ok & c["over_refund"], "REFUND_EXCEEDS_PAYMENT")
             .when(has_c & c_ok, _ONE_CHANNEL)
             .otherwise("MATCHED"))
 
     # One-sided: inside the cut-off window (or carried and not yet too old) it is carried, else a break.
+    # A break carried from an earlier date stays open (not listed again) until its counterpart comes.
     lone = F.when(has_l, l).otherwise(c)
     lone_age = F.datediff(F.lit(params.day), F.to_date(lone["first_seen"]))
     in_window = lone["time"] >= _by_channel(params.window_starts, "9999-12-31 00:00:00")
     final_one = (F.when(has_l & is_pay, "LOCAL_ONLY").when(has_l, "REFUND_LOCAL_ONLY")
                  .when(is_pay, "CHANNEL_ONLY").otherwise("REFUND_CHANNEL_ONLY"))
-    one_sided = (F.when(lone["carried"], F.when(lone_age >= params.max_carry_days, final_one)
-                        .otherwise("PENDING_CUTOFF"))
+    carried_break = lone["carried"] & lone["carried_as"].isin(*BREAKS)
+    one_sided = (F.when(carried_break, lone["carried_as"])
+                 .when(lone["carried"], F.when(lone_age >= params.max_carry_days, final_one)
+                       .otherwise("PENDING_CUTOFF"))
                  .when(in_window, "PENDING_CUTOFF").otherwise(final_one))
     df = df.withColumn("_pair", pair)
     pair = F.col("_pair")
@@ -216,10 +285,12 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
                 .otherwise(pair_final))
     age = (F.when(extra, F.datediff(F.lit(params.day), F.to_date(F.col("first_seen"))))
            .otherwise(pair_age_days))
-    df = df.withColumn("category", category).withColumn("age_days", age.cast("int")).drop("_pair")
+    still_open = pair.isin(_ONE_LOCAL, _ONE_CHANNEL) & carried_break
+    df = (df.withColumn("category", category).withColumn("age_days", age.cast("int"))
+            .withColumn("still_open", still_open & ~extra).drop("_pair"))
     df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH", expected_fee))
 
-    listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY)
+    listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY) & ~F.col("still_open")
     emits = listed & ((~is_chan & ~extra) | (is_chan & (extra | ~has_l)))
     resolution = F.create_map(*[F.lit(x) for kv in RESOLUTIONS.items() for x in kv])[F.col("category")]
     return (df.withColumn("emits", emits)
@@ -247,6 +318,11 @@ def _note(lx: Column, cx: Column) -> Column:
         .when(cat == "STATUS_MISMATCH", F.format_string("local %s, channel %s", lx["status"], cx["status"]))
         .when(cat == "DUPLICATE_CHANNEL",
               F.format_string("%d SUCCESS records at the channel for one key", F.col("n_channel_ok")))
+        .when(cat == "DUPLICATE_ACROSS_CHANNELS",
+              F.lit("the order was also paid at another channel: refund one of the payments"))
+        .when(cat == "REFUND_EXCEEDS_PAYMENT",
+              F.format_string("refunds total %s, more than the payment %s", cx["refunded_total"],
+                              cx["paid_amount"]))
         .when(cat == "FEE_MISMATCH",
               F.format_string("fee %s, contracted rate gives %s", cx["fee"], F.col("expected_fee")))
         .when(cat == "LOCAL_UNPAID_CHANNEL_PAID",
@@ -261,6 +337,10 @@ def _note(lx: Column, cx: Column) -> Column:
         .when(cat == "PENDING_CUTOFF",
               F.when(F.col("age_days") > 0, F.format_string("carried since %s", F.col("first_seen")))
               .otherwise(F.lit("near the cut-off: the other side may arrive in the next day's data")))
+        .when((cat == "CLEARED_LATE") & F.coalesce(lx["carried_as"].isin(*BREAKS), F.lit(False)),
+              F.format_string("clears %s reported on %s", lx["carried_as"], lx["first_seen"]))
+        .when((cat == "CLEARED_LATE") & F.coalesce(cx["carried_as"].isin(*BREAKS), F.lit(False)),
+              F.format_string("clears %s reported on %s", cx["carried_as"], cx["first_seen"]))
         .when(cat == "CLEARED_LATE", F.format_string(
             "carried since %s, matched today", F.least(lx["first_seen"], cx["first_seen"])))
         .otherwise(F.lit(""))
@@ -281,23 +361,33 @@ def discrepancies(outcomes: DataFrame, day: str) -> DataFrame:
     )
 
 
-def corrections(outcomes: DataFrame, day: str) -> DataFrame:
-    """Auto-fixes: one correction per key whose category has an action."""
+def corrections(outcomes: DataFrame, day: str, already: DataFrame | None = None) -> DataFrame:
+    """Auto-fixes: one correction per key whose category has an action.
+
+    ``already`` (a frame with ``idempotency_key``) lists corrections emitted on
+    an earlier date or already applied: they are not emitted again.
+    """
     action = F.create_map(*[F.lit(x) for kv in CORRECTION_ACTIONS.items() for x in kv])[F.col("category")]
     _, cx = _shown(outcomes)
     rows = outcomes.filter(F.col("emits") & F.col("category").isin(*CORRECTION_ACTIONS))
-    return rows.select(
+    fixes = rows.select(
         F.lit(day).alias("date"), "channel", "order_no", "refund_no", action.alias("action"),
         cx["amount"].alias("amount"), cx["channel_txn_id"].alias("channel_txn_id"),
         F.sha2(F.concat_ws("|", "channel", "txn_type", "order_no", "refund_no", action), 256)
          .alias("idempotency_key"),
     )
+    if already is not None:
+        fixes = fixes.join(F.broadcast(already.select("idempotency_key").distinct()), "idempotency_key",
+                           "left_anti").select(*fixes.columns)
+    return fixes
 
 
 def open_items(outcomes: DataFrame) -> DataFrame:
-    """Records carried to D+1: each side's record of every PENDING_CUTOFF outcome."""
-    return outcomes.filter(F.col("category") == "PENDING_CUTOFF").select(
-        "side", "first_seen", "age_days", *standard.COLUMNS, "created_at", "paid_at")
+    """Records carried to D+1: every record of a PENDING_CUTOFF outcome and every open one-sided break."""
+    carried = F.col("category").isin("PENDING_CUTOFF", *BREAKS)  # = jobs.reconcile.CARRIED_CATEGORIES
+    return outcomes.filter(carried).select(
+        "side", "first_seen", "age_days", F.col("category").alias("carried_as"), *standard.COLUMNS,
+        "created_at", "paid_at")
 
 
 def category_totals(outcomes: DataFrame) -> DataFrame:

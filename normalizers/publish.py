@@ -65,6 +65,7 @@ def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) 
         raise UnavailableError("no landed statement to normalize", channel=channel.name, date=day.isoformat(),
                                hint="run `recon download` for this date first")
     normalizer = make_normalizer(channel)
+    storage.recover(posixpath.join("standard", channel.name))  # leftovers of a killed run
     final = standard_dir(channel.name, day)
     staged = storage.staging(posixpath.join("standard", channel.name), day.isoformat())
     files = []

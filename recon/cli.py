@@ -4,6 +4,7 @@
     recon backfill  --from D1 --to D2 [...]
     recon download | normalize | reconcile  --date D [...]
     recon report    [--date D | --from D1 --to D2]
+    recon apply-fixes --date D [--apply]
 
 Exit status: 0 done (discrepancies are not failures), 2 bad configuration or
 arguments, 3 a statement still unavailable, 4 integrity failure, 1 anything else.
@@ -44,12 +45,21 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--date", help="business date YYYY-MM-DD (default: yesterday in the business time zone)")
         if name in ("run", "download"):
             p.add_argument("--force-download", action="store_true", help="download again even if already landed")
+        if name in ("run", "reconcile"):
+            p.add_argument("--cascade", action="store_true",
+                           help="also re-run the later dates that carried open items from this date's old result")
 
     p = sub.add_parser("backfill", help="re-run a range of dates in order")
     common(p)
     p.add_argument("--from", dest="first", required=True, help="first date YYYY-MM-DD")
     p.add_argument("--to", dest="last", required=True, help="last date YYYY-MM-DD")
     p.add_argument("--force-download", action="store_true")
+
+    p = sub.add_parser("apply-fixes", help="apply a date's corrections to the order database or webhook "
+                                           "(dry run unless --apply)")
+    common(p)
+    p.add_argument("--date", help="business date YYYY-MM-DD (default: yesterday)")
+    p.add_argument("--apply", action="store_true", help="really apply (default: print what would change)")
 
     p = sub.add_parser("report", help="print the summary of reconciled dates")
     common(p)
@@ -81,11 +91,25 @@ def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
 
 
 def _dispatch(args, spark_factory) -> int:
-    from recon.runner import STAGES, process_date, process_range
+    from recon.lock import RunLock
 
     settings = load_settings(args.conf)
     if args.command == "report":
         return _report(settings, args)
+    with RunLock(settings.work_dir, what=f"recon {args.command}"):
+        return _writing_command(args, settings, spark_factory)
+
+
+def _writing_command(args, settings, spark_factory) -> int:
+    from recon.runner import STAGES, process_date, process_range
+
+    if args.command == "apply-fixes":
+        from recon.fixes import apply_fixes
+        from recon.storage import Storage
+
+        day = parse_date(args.date) if args.date else yesterday(settings.timezone)
+        return apply_fixes(settings.fixes, Storage(settings.root), day, apply=args.apply, out=sys.stdout,
+                           timezone=settings.timezone, conf_file=settings.conf_file)
     if args.command == "backfill":
         days = date_range(parse_date(args.first), parse_date(args.last))
         results = process_range(settings, days, channels=args.channels, force_download=args.force_download,
@@ -93,10 +117,36 @@ def _dispatch(args, spark_factory) -> int:
     else:
         day = parse_date(args.date) if args.date else yesterday(settings.timezone)
         stages = STAGES if args.command == "run" else (args.command,)
-        results = [process_date(settings, day, channels=args.channels, stages=stages,
-                                force_download=getattr(args, "force_download", False), spark_factory=spark_factory)]
+        later = _later_results(settings, day) if "reconcile" in stages else []
+        if later and getattr(args, "cascade", False):
+            results = process_range(settings, date_range(day, later[-1]), channels=args.channels, stages=stages,
+                                    force_download=getattr(args, "force_download", False),
+                                    spark_factory=spark_factory)
+            later = []
+        else:
+            results = [process_date(settings, day, channels=args.channels, stages=stages,
+                                    force_download=getattr(args, "force_download", False),
+                                    spark_factory=spark_factory)]
+        if later:
+            text = ", ".join(d.isoformat() for d in later)
+            log.warning("later dates carried open items from the old result of %s: %s", day, text)
+            print(f"!! warning: {text} carried open items from the previous result of {day}; re-run them with "
+                  f"`recon {args.command} --date {day} --cascade` (or `recon backfill --from "
+                  f"{later[0]} --to {later[-1]}`)")
     _print_results(settings, results)
     return combined_exit_code(r.exit_code for r in results)
+
+
+def _later_results(settings, day):
+    """Reconciled dates after ``day``, in order."""
+    import datetime as dt
+
+    from jobs.reconcile import DATE_DIR, is_reconciled
+    from recon.storage import Storage
+
+    storage = Storage(settings.root)
+    names = sorted(n for n in storage.list("recon") if DATE_DIR.match(n) and n > day.isoformat())
+    return [dt.date.fromisoformat(n) for n in names if is_reconciled(storage, dt.date.fromisoformat(n))]
 
 
 def _print_results(settings, results) -> None:

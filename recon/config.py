@@ -38,6 +38,7 @@ class ChannelSettings:
     cutoff_minutes: int = 30
     fee_rate: Decimal | None = None
     fee_tolerance: Decimal = Decimal("0.01")
+    fee_rounding: str = "HALF_UP"
     normalizer_options: dict = field(default_factory=dict)
 
 
@@ -53,6 +54,8 @@ class Settings:
     spark: dict[str, str] = field(default_factory=dict)
     local_orders: dict = field(default_factory=lambda: {"format": "csv"})
     work_dir: str = ""   # local scratch folder for downloads in progress (never under raw/)
+    refund_lookback_days: int = 0  # earlier dates' standard records read to know what an order was paid
+    fixes: dict = field(default_factory=dict)  # where apply-fixes writes: the order database or a webhook
 
     def channel(self, name: str) -> ChannelSettings:
         try:
@@ -117,9 +120,12 @@ def load_channel(path: Path) -> ChannelSettings:
         raise ConfigError(f"cutoff_minutes must be an integer between 0 and 1440, got {cutoff!r}", file=str(path))
 
     fees = data.get("fees", {})
-    _check_keys(fees, {"rate", "tolerance"}, "fees", path)
+    _check_keys(fees, {"rate", "tolerance", "rounding"}, "fees", path)
     fee_rate = _decimal(fees["rate"], "fees.rate", path) if "rate" in fees else None
     fee_tol = _decimal(fees.get("tolerance", "0.01"), "fees.tolerance", path)
+    rounding = fees.get("rounding", "HALF_UP")
+    if rounding not in ("HALF_UP", "HALF_EVEN", "DOWN", "UP"):
+        raise ConfigError(f"fees.rounding must be HALF_UP, HALF_EVEN, DOWN or UP, got {rounding!r}", file=str(path))
 
     download = dict(data.get("download", {}))
     if "type" not in download:
@@ -128,7 +134,7 @@ def load_channel(path: Path) -> ChannelSettings:
         download["path"] = resolve_path(download["path"], path.parent)
 
     return ChannelSettings(name=name, normalizer=ch["normalizer"], download=download, conf_file=str(path),
-                           cutoff_minutes=cutoff, fee_rate=fee_rate, fee_tolerance=fee_tol,
+                           cutoff_minutes=cutoff, fee_rate=fee_rate, fee_tolerance=fee_tol, fee_rounding=rounding,
                            normalizer_options=dict(data.get("normalizer", {})))
 
 
@@ -140,9 +146,10 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     """
     path = Path(conf).resolve()
     data = _read_toml(path)
-    _check_keys(data, {"pipeline", "spark", "local_orders"}, "top level", path)
+    _check_keys(data, {"pipeline", "spark", "local_orders", "fixes"}, "top level", path)
     p = data.get("pipeline", {})
-    _check_keys(p, {"root", "timezone", "channels_dir", "max_carry_days", "work_dir"}, "pipeline", path)
+    _check_keys(p, {"root", "timezone", "channels_dir", "max_carry_days", "work_dir", "refund_lookback_days"},
+                "pipeline", path)
     if "root" not in p and "RECON_ROOT" not in os.environ:
         raise ConfigError("[pipeline] needs root = \"file:///…\", \"hdfs://…\" or a relative path", file=str(path))
     root = os.environ.get("RECON_ROOT") or p["root"]
@@ -157,6 +164,10 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     if not isinstance(max_carry, int) or max_carry < 1:
         raise ConfigError(f"max_carry_days must be a positive integer, got {max_carry!r}", file=str(path))
 
+    lookback = p.get("refund_lookback_days", 0)
+    if not isinstance(lookback, int) or not 0 <= lookback <= 400:
+        raise ConfigError(f"refund_lookback_days must be an integer between 0 and 400, got {lookback!r}",
+                          file=str(path))
     channels_dir = path.parent / p.get("channels_dir", "channels")
     channels: dict[str, ChannelSettings] = {}
     for chan_file in sorted(channels_dir.glob("*.toml")):
@@ -169,10 +180,10 @@ def load_settings(conf: str | os.PathLike) -> Settings:
         raise ConfigError(f"no channel files (*.toml) in {channels_dir}", file=str(path))
 
     spark = {str(k): str(v) for k, v in data.get("spark", {}).items()}
-    local_orders = dict(data.get("local_orders", {"format": "csv"}))
-    if local_orders.get("format", "csv") not in ("csv", "parquet"):
-        raise ConfigError(f"local_orders.format must be csv or parquet, got {local_orders.get('format')!r}",
-                          file=str(path))
+    from jobs.local_orders import parse_local_orders_config  # no pyspark at import time
+
+    local_orders = parse_local_orders_config(data.get("local_orders", {"format": "csv"}), path)
+    fixes = dict(data.get("fixes", {}))
     if "work_dir" in p:
         work_dir = resolve_path(p["work_dir"], path.parent)
     elif root.startswith("file://"):
@@ -180,7 +191,8 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     else:
         work_dir = os.path.join(tempfile.gettempdir(), "recon-work")
     return Settings(root=root, conf_file=str(path), timezone=tz, max_carry_days=max_carry,
-                    channels=channels, spark=spark, local_orders=local_orders, work_dir=str(work_dir))
+                    channels=channels, spark=spark, local_orders=local_orders, work_dir=str(work_dir),
+                    refund_lookback_days=lookback, fixes=fixes)
 
 
 def _uri_path(uri: str) -> str:

@@ -1,4 +1,4 @@
-"""A realistic demo: local orders and WeChat Pay ALL bills (new column set) for consecutive days.
+"""A realistic demo: local orders, WeChat Pay ALL bills (new column set) and Alipay bill zips for consecutive days.
 
 Every outcome category of DESIGN.md is present at least once. The cut-off
 cases: an order paid locally at 23:58 on day 1 whose channel record is
@@ -7,7 +7,7 @@ local callback is stamped 00:00:20 on day 2.
 
     python -m recon.demo --out demo --first-day 2026-11-20 --days 2
 
-writes ``demo/inbox/wechatpay/`` (the statements a channel would publish),
+writes ``demo/inbox/{wechatpay,alipay}/`` (the statements the channels would publish),
 ``demo/root/local/{D}/orders.csv`` (the order system's export) and
 ``demo/conf/`` (a configuration that reads them). The folder is recreated.
 """
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import random
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -38,8 +40,25 @@ GOODS = ("年货礼盒", "会员月卡", "咖啡豆 500g", "机械键盘", "电�
 BANKS = ("OTHERS", "CMB_DEBIT", "ICBC_DEBIT", "CCB_CREDIT", "CFT")
 
 
+ALIPAY_PID = "20880000000001560156"
+ALIPAY_HEADER = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,"
+                 "商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
+                 "卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注")
+
+
 def bill_name(day: dt.date) -> str:
     return f"wechatpay_all_{day:%Y%m%d}.csv"
+
+
+def alipay_bill_name(day: dt.date) -> str:
+    return f"alipay_trade_{day:%Y%m%d}.zip"
+
+
+class _GbkName(zipfile.ZipInfo):
+    """Alipay writes entry names as GBK bytes without the UTF-8 flag."""
+
+    def _encodeFilenameFlags(self):
+        return self.filename.encode("gbk"), self.flag_bits & ~0x800
 
 
 @dataclass
@@ -77,6 +96,7 @@ class Demo:
     seed: int = 20261120
     local: dict[dt.date, list[list[str]]] = field(default_factory=dict)
     bills: dict[dt.date, list[BillRow]] = field(default_factory=dict)
+    alipay: dict[dt.date, list[tuple]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
@@ -85,6 +105,7 @@ class Demo:
         for d in self.all_days + [self.all_days[-1] + dt.timedelta(days=1)]:
             self.local[d] = []
             self.bills[d] = []
+            self.alipay[d] = []
 
     # -- building blocks -------------------------------------------------------------------------
     def _ids(self, day: dt.date) -> tuple[str, str, str]:
@@ -113,8 +134,15 @@ class Demo:
         paid = created + dt.timedelta(seconds=self.rng.randrange(5, 90))
         return created.strftime("%Y-%m-%d %H:%M:%S"), paid.strftime("%Y-%m-%d %H:%M:%S")
 
-    def local_payment(self, day, order_no, amount, status, created, paid, currency="CNY"):
-        self.local[day].append([order_no, "", "PAYMENT", CHANNEL, currency, f"{amount:.2f}", status, created, paid])
+    def local_payment(self, day, order_no, amount, status, created, paid, currency="CNY", channel=CHANNEL):
+        self.local[day].append([order_no, "", "PAYMENT", channel, currency, f"{amount:.2f}", status, created, paid])
+
+    def alipay_payment(self, day, time, order_no, amount, *, refund_no=""):
+        """One 业务明细 row: (trade no, order no, type, time, amount, fee, refund no)."""
+        trade_no = f"{day:%Y%m%d}2200140{self.rng.randrange(10**13):013d}"
+        kind = "退款" if refund_no else "交易"
+        fee = round_money(amount * FEE_RATE)
+        self.alipay[day].append((trade_no, order_no, kind, time, amount, fee, refund_no))
 
     def local_refund(self, day, order_no, refund_no, amount, status, created, paid):
         self.local[day].append([order_no, refund_no, "REFUND", CHANNEL, "CNY", f"{amount:.2f}", status, created,
@@ -138,7 +166,24 @@ class Demo:
             self._ordinary(day)
             self._every_category(day)
             self._cutoff(day)
+            self._alipay(day)
         return self
+
+    def _alipay(self, day: dt.date) -> None:
+        """A second channel: ordinary Alipay orders, and an order paid at both channels."""
+        for _ in range(max(2, self.orders_per_day // 5)):
+            order_no, _, _ = self._ids(day)
+            amount = self._amount()
+            created, paid = self._random_time(day)
+            self.local_payment(day, order_no, amount, "PAID", created, paid, channel="alipay")
+            self.alipay_payment(day, paid, order_no, amount)
+        # DUPLICATE_ACROSS_CHANNELS: the customer paid the WeChat order again with Alipay
+        order_no, txn_id, openid = self._ids(day)
+        amount = self._amount()
+        created, paid = self._random_time(day)
+        self.local_payment(day, order_no, amount, "PAID", created, paid)
+        self.bill_payment(day, paid, txn_id, order_no, openid, amount)
+        self.alipay_payment(day, paid, order_no, amount)
 
     def _ordinary(self, day: dt.date) -> None:
         for _ in range(self.orders_per_day):
@@ -201,6 +246,14 @@ class Demo:
         self.local_payment(day, o, a, "UNPAID", c, "")
         o, t, u, a, c, p = new()
         self.local_payment(day, o, a, "CLOSED", c, "")
+        # REFUND_EXCEEDS_PAYMENT: two partial refunds that together return more than was paid
+        o, t, u, a, c, p = new()
+        self.local_payment(day, o, Decimal("100.00"), "PAID", c, p)
+        self.bill_payment(day, p, t, o, u, Decimal("100.00"))
+        for tag, part, hour in (("X1", Decimal("60.00"), 21), ("X2", Decimal("50.00"), 22)):
+            when = self._ts(day, hour, 0, 0)
+            self.local_refund(day, o, f"RF{o[1:]}{tag}", part, "SUCCESS", when, when)
+            self.bill_refund(day, when, t, o, u, f"RF{o[1:]}{tag}", part)
         # refunds of earlier orders
         earlier = day - dt.timedelta(days=2)
 
@@ -258,13 +311,42 @@ class Demo:
         bom = b"\xef\xbb\xbf" if day == self.first_day else b""  # real bills sometimes carry one
         return bom + text.encode("utf-8")
 
+    def alipay_zip(self, day: dt.date) -> bytes:
+        """The day's Alipay bill: a zip of the GBK 业务明细 with its '#' footer totals, and its 汇总."""
+        rows = sorted(self.alipay[day], key=lambda r: (r[3], r[0]))
+        lines = ["#支付宝业务明细查询", f"#账号：[{ALIPAY_PID}]",
+                 f"#起始日期：[{day:%Y年%m月%d日} 00:00:00]   终止日期：[{day + dt.timedelta(days=1):%Y年%m月%d日} 00:00:00]",
+                 "#-----------------------------------------业务明细列表----------------------------------------",
+                 ALIPAY_HEADER]
+        totals = {"交易": [0, Decimal("0.00")], "退款": [0, Decimal("0.00")]}
+        for trade_no, order_no, kind, time, amount, fee, refund_no in rows:
+            sign = -1 if kind == "退款" else 1
+            totals[kind][0] += 1
+            totals[kind][1] += sign * amount
+            lines.append(",".join([f"{trade_no}\t", f"{order_no}\t", f"{kind}\t", self.rng.choice(GOODS), time, time,
+                                   "store_01\t", "旗舰店\t", "op\t", "\t", "*明(138***@163.com)\t",
+                                   f"{sign * amount:.2f}", f"{sign * amount:.2f}", "0.00", "0.00", "0.00", "0.00",
+                                   "0.00", "", "0.00\t", "0.00", f"{refund_no}\t", f"{-sign * fee:.2f}", "0.00", ""]))
+        lines += ["#-----------------------------------------业务明细列表结束------------------------------------",
+                  f"#交易合计：{totals['交易'][0]}笔，商家实收共{totals['交易'][1]:.2f}元，商家优惠共0.00元",
+                  f"#退款合计：{totals['退款'][0]}笔，商家实收退款共{totals['退款'][1]:.2f}元，商家优惠退款共0.00元",
+                  f"#导出时间：[{day + dt.timedelta(days=1):%Y年%m月%d日} 05:46:49]"]
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            entry = _GbkName(f"{ALIPAY_PID}_{day:%Y%m%d}_业务明细.csv", date_time=(2026, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(entry, ("\r\n".join(lines) + "\r\n").encode("gbk"))
+        return buf.getvalue()
+
     def write(self, out: Path) -> None:
         if out.exists():
             shutil.rmtree(out)
         inbox = out / "inbox" / CHANNEL
         inbox.mkdir(parents=True)
+        (out / "inbox" / "alipay").mkdir(parents=True)
         for day in self.all_days:
             (inbox / bill_name(day)).write_bytes(self.bill_text(day))
+            (out / "inbox" / "alipay" / alipay_bill_name(day)).write_bytes(self.alipay_zip(day))
             local_dir = out / "root" / "local" / day.isoformat()
             local_dir.mkdir(parents=True)
             with (local_dir / "orders.csv").open("w", encoding="utf-8", newline="") as fh:
@@ -286,6 +368,11 @@ def write_conf(out: Path) -> None:
         '[download]\ntype = "localdir"\npath = "../../inbox/wechatpay"\nfilename = "wechatpay_all_{date:%Y%m%d}.csv"\n'
         '# the demo does not wait for a statement that is not there\nmax_attempts = 1\n',
         encoding="utf-8")
+    (conf / "channels" / "alipay.toml").write_text(
+        '[channel]\nname = "alipay"\nnormalizer = "alipay"\ncutoff_minutes = 30\n\n'
+        '[fees]\nrate = "0.006"\ntolerance = "0.01"\n\n'
+        '[download]\ntype = "localdir"\npath = "../../inbox/alipay"\nfilename = "alipay_trade_{date:%Y%m%d}.zip"\n'
+        'max_attempts = 1\n', encoding="utf-8")
 
 
 def main(argv=None) -> int:

@@ -152,11 +152,23 @@ class Storage:
         if retired:
             self.delete(retired)
 
-    def clean_stale(self, parent: str) -> None:
-        """Remove staging and retired folders a killed run left behind."""
-        for name in self.list(parent):
-            if name.startswith((".staging-", ".retired-")):
-                self.delete(parent, name)
+    def recover(self, parent: str) -> None:
+        """Undo what a killed run left in ``parent``. Call it only while holding the run lock.
+
+        A ``.retired-{name}-{id}`` folder is the previous complete result of
+        ``name``: if the run died between the two renames of ``swap_in`` it is
+        the only copy, so it is moved back; otherwise it is deleted. Staging
+        folders of killed runs are deleted.
+        """
+        for entry in self.list(parent):
+            if entry.startswith(".staging-"):
+                self.delete(parent, entry)
+            elif entry.startswith(".retired-"):
+                name = entry[len(".retired-"):].rsplit("-", 1)[0]
+                if name and not self.exists(parent, name):
+                    self.move(posixpath.join(parent, entry), posixpath.join(parent, name))
+                else:
+                    self.delete(parent, entry)
 
 
 class _Writable(io.RawIOBase):

@@ -13,7 +13,7 @@ CORRECTION_COLUMNS = ("date", "channel", "order_no", "refund_no", "action", "amo
                       "idempotency_key")
 # An open item is one side's record: the standard record columns, the local
 # record's own columns, and where it stands in the carry.
-OPEN_ITEM_COLUMNS = ("side", "first_seen", "age_days") + standard.COLUMNS + ("created_at", "paid_at")
+OPEN_ITEM_COLUMNS = ("side", "first_seen", "age_days", "carried_as") + standard.COLUMNS + ("created_at", "paid_at")
 REJECT_COLUMNS = ("channel", "date", "source_file", "source_line", "reason", "raw")
 
 # Outcome categories and their resolutions, in the order reports list them.
@@ -24,11 +24,13 @@ RESOLUTIONS = {
     "CURRENCY_MISMATCH": "MANUAL_REVIEW",
     "STATUS_MISMATCH": "MANUAL_REVIEW",
     "DUPLICATE_CHANNEL": "MANUAL_REVIEW",
+    "DUPLICATE_ACROSS_CHANNELS": "MANUAL_REVIEW",
     "FEE_MISMATCH": "MANUAL_REVIEW",
     "LOCAL_ONLY": "MANUAL_REVIEW",
     "CHANNEL_ONLY": "MANUAL_REVIEW",
     "LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED": "AUTO_FIXED",
     "REFUND_AMOUNT_MISMATCH": "MANUAL_REVIEW",
+    "REFUND_EXCEEDS_PAYMENT": "MANUAL_REVIEW",
     "REFUND_LOCAL_ONLY": "MANUAL_REVIEW",
     "REFUND_CHANNEL_ONLY": "MANUAL_REVIEW",
     "PENDING_CUTOFF": "CARRIED",
@@ -45,7 +47,7 @@ def open_item_spark_schema():
     from pyspark.sql import types as T
 
     fields = [T.StructField("side", T.StringType()), T.StructField("first_seen", T.StringType()),
-              T.StructField("age_days", T.IntegerType())]
+              T.StructField("age_days", T.IntegerType()), T.StructField("carried_as", T.StringType())]
     fields += list(standard.spark_schema().fields)
     fields += [T.StructField("created_at", T.StringType()), T.StructField("paid_at", T.StringType())]
     assert tuple(f.name for f in fields) == OPEN_ITEM_COLUMNS

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg_fixtures import pg_db, postgres  # noqa: F401  (a real PostgreSQL for the database tests)
+
 DAY1 = dt.date(2026, 11, 20)
 DAY2 = dt.date(2026, 11, 21)
 
@@ -15,8 +17,10 @@ DAY2 = dt.date(2026, 11, 21)
 def spark():
     """The test session's SparkSession (local[2], small shuffles, no UI)."""
     from jobs.spark import get_spark
+    from tests.pg import jdbc_jar
 
     session = get_spark(overrides={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2",
+                                   "spark.jars": jdbc_jar(),  # the PostgreSQL JDBC driver (Debian's package)
                                    "spark.sql.session.timeZone": "Asia/Shanghai",
                                    "spark.default.parallelism": "2"})
     yield session

@@ -35,7 +35,7 @@ def test_a_statement_missing_at_the_deadline_exits_3_and_the_others_are_publishe
     recon = demo_dir / "root" / "recon" / DAY1.isoformat()
     assert (recon / "_SUCCESS").exists()
     summary = json.loads((recon / "summary.json").read_text())
-    assert summary["channels_reconciled"] == ["wechatpay"]
+    assert summary["channels_reconciled"] == ["alipay", "wechatpay"]
     assert summary["channels_not_available"] == ["wechatpay_hk"]
     assert "wechatpay_hk" in summary["failures"] and "still unavailable" in summary["failures"]["wechatpay_hk"]
     assert summary["channels"]["wechatpay"]["categories"]["MATCHED"]["local"]["records"] > 0
@@ -56,5 +56,5 @@ def test_a_channel_whose_statement_fails_integrity_does_not_block_the_others(dem
     assert run_cli("run", "--conf", str(demo_dir / "conf" / "pipeline.toml"), "--date", DAY1.isoformat(),
                    spark=spark) == 4
     summary = json.loads((demo_dir / "root" / "recon" / DAY1.isoformat() / "summary.json").read_text())
-    assert summary["channels_reconciled"] == ["wechatpay"]
+    assert summary["channels_reconciled"] == ["alipay", "wechatpay"]
     assert "unknown column set" in summary["failures"]["wechatpay_hk"]

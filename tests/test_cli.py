@@ -56,3 +56,15 @@ def test_download_and_normalize_stages_run_alone_without_spark(demo_dir):
 def test_a_missing_statement_exits_3(demo_dir):
     conf = str(demo_dir / "conf/pipeline.toml")
     assert run_cli("download", "--conf", conf, "--date", "2026-12-25") == 3
+
+
+def test_a_second_run_on_the_same_root_exits_at_once_saying_already_running(demo_dir, capsys):
+    from recon.config import load_settings
+    from recon.lock import RunLock
+
+    conf = str(demo_dir / "conf/pipeline.toml")
+    with RunLock(load_settings(conf).work_dir, what="recon run (test holder)"):
+        assert run_cli("download", "--conf", conf, "--date", "2026-11-20") == 1
+    err = capsys.readouterr().err
+    assert "already running" in err and "recon run (test holder)" in err
+    assert run_cli("download", "--conf", conf, "--date", "2026-11-20") == 0  # released

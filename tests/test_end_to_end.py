@@ -89,44 +89,47 @@ def test_published_files_have_the_design_columns(two_days):
     assert not [p for p in (two_days / "root" / "recon").iterdir() if p.name.startswith(".")]
 
 
-def _input_side(demo: Path, day) -> dict:
-    """Counts and amounts of what went into a date, read from the files themselves."""
-    std_dir = demo / "root" / "standard" / "wechatpay" / day.isoformat()
-    channel = [r for p in sorted(std_dir.glob("[!_]*.csv")) for r in _rows(p)]
-    local = _rows(demo / "root" / "local" / day.isoformat() / "orders.csv")
-    opening = []
+def _input_side(demo: Path, day, channel: str) -> dict:
+    """Counts and amounts of what went into a date for one channel, read from the files themselves."""
+    std_dir = demo / "root" / "standard" / channel / day.isoformat()
+    records = [r for p in sorted(std_dir.glob("[!_]*.csv")) for r in _rows(p)]
+    local = [r for r in _rows(demo / "root" / "local" / day.isoformat() / "orders.csv") if r["channel"] == channel]
     prev = _recon(demo, day.fromordinal(day.toordinal() - 1)) / "open_items.csv"
-    if prev.exists():
-        opening = _rows(prev)
+    opening = [r for r in _rows(prev) if r["channel"] == channel] if prev.exists() else []
     local += [r for r in opening if r["side"] == "LOCAL"]
-    channel += [r for r in opening if r["side"] == "CHANNEL"]
+    records += [r for r in opening if r["side"] == "CHANNEL"]
     total = lambda rows: sum((Decimal(r["amount"]) for r in rows), Decimal("0"))  # noqa: E731
-    return {"local": (len(local), total(local)), "channel": (len(channel), total(channel))}
+    return {"local": (len(local), total(local)), "channel": (len(records), total(records))}
 
 
 def test_conservation_every_record_in_exactly_one_outcome(two_days):
     for day in (DAY1, DAY2):
         folder = _recon(two_days, day)
         summary = json.loads((folder / "summary.json").read_text())
-        ch = summary["channels"]["wechatpay"]
-        expected = _input_side(two_days, day)
-        for side in ("local", "channel"):
-            by_cat = [(v[side]["records"], Decimal(v[side]["amount"])) for v in ch["categories"].values()]
-            assert (sum(n for n, _ in by_cat), sum(a for _, a in by_cat)) == expected[side], (day, side)
-            assert (ch[side]["records"], Decimal(ch[side]["amount"])) == expected[side]
-        # listed outcomes are exactly the published rows; carried ones exactly the open items
+        assert summary["channels_reconciled"] == ["alipay", "wechatpay"]
         discrepancies = _rows(folder / "discrepancies.csv")
-        assert len(discrepancies) == ch["discrepancy_rows"] == sum(v["rows"] for v in ch["categories"].values())
-        assert Counter(r["category"] for r in discrepancies) == Counter(
-            {k: v["rows"] for k, v in ch["categories"].items() if v["rows"]})
-        pending = ch["categories"]["PENDING_CUTOFF"]
         items = _rows(folder / "open_items.csv")
-        assert len(items) == pending["local"]["records"] + pending["channel"]["records"]
+        for name, ch in summary["channels"].items():
+            expected = _input_side(two_days, day, name)
+            for side in ("local", "channel"):
+                by_cat = [(v[side]["records"], Decimal(v[side]["amount"])) for v in ch["categories"].values()]
+                assert (sum(n for n, _ in by_cat), sum(a for _, a in by_cat)) == expected[side], (day, name, side)
+                assert (ch[side]["records"], Decimal(ch[side]["amount"])) == expected[side]
+            # listed outcomes are exactly the published rows
+            mine = [r for r in discrepancies if r["channel"] == name]
+            assert len(mine) == ch["discrepancy_rows"] == sum(v["rows"] for v in ch["categories"].values())
+            assert Counter(r["category"] for r in mine) == Counter(
+                {k: v["rows"] for k, v in ch["categories"].items() if v["rows"]})
+            # carried: every record of a pending outcome and of an open one-sided break
+            carried = sum(v["local"]["records"] + v["channel"]["records"] for k, v in ch["categories"].items()
+                          if k in ("PENDING_CUTOFF", "LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY",
+                                   "REFUND_CHANNEL_ONLY"))
+            assert len([r for r in items if r["channel"] == name]) == carried
         rf = summary["roll_forward"]
         assert rf["opening"]["records"] + rf["new"]["records"] - rf["cleared"]["records"] == rf["closing"]["records"]
         assert rf["closing"]["records"] == len(items)
         # every standard row's lineage is accounted for at most once among listed channel rows
-        listed = [(r["source_file"], r["source_line"]) for r in discrepancies if r["source_file"]]
+        listed = [(r["channel"], r["source_file"], r["source_line"]) for r in discrepancies if r["source_file"]]
         assert len(listed) == len(set(listed))
 
 
@@ -151,13 +154,21 @@ def test_a_summary_that_disagrees_with_its_rows_exits_4_and_publishes_nothing(de
     lines[-2] = b",".join(summary)
     bill.write_bytes(b"\r\n".join(lines))
     conf = str(demo_dir / "conf" / "pipeline.toml")
-    assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), spark=spark) == 4
+    assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), "--channel", "wechatpay", spark=spark) == 4
     root = demo_dir / "root"
     assert not (root / "recon" / DAY1.isoformat()).exists()
     assert not (root / "standard" / "wechatpay" / DAY1.isoformat()).exists()
     assert not [p for p in (root / "standard" / "wechatpay").iterdir() if p.name.startswith(".")]
     out = capsys.readouterr().out
     assert "exit 4" in out and "wechatpay" in out and "总交易单数" in out and bill.name in out
+
+    # with every channel: the others are reconciled, and nothing of the failed statement is published
+    assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), spark=spark) == 4
+    summary = json.loads((root / "recon" / DAY1.isoformat() / "summary.json").read_text())
+    assert summary["channels_reconciled"] == ["alipay"] and summary["channels_not_available"] == ["wechatpay"]
+    assert "wechatpay" in summary["not_reconciled"]["local_orders"]  # its local orders are held, not lost
+    assert not (root / "standard" / "wechatpay" / DAY1.isoformat()).exists()
+    assert all(r["channel"] == "alipay" for r in _rows(root / "recon" / DAY1.isoformat() / "discrepancies.csv"))
 
 
 def test_backfill_equals_day_by_day_runs_and_python_reads_the_same_decimals(two_days, spark, tmp_path):
@@ -178,5 +189,19 @@ def test_backfill_equals_day_by_day_runs_and_python_reads_the_same_decimals(two_
     amounts = table.column("amount").to_pylist()
     assert all(isinstance(a, Decimal) for a in amounts)
     summary = json.loads((_recon(other, DAY1) / "summary.json").read_text())
-    carried_in = 0  # day 1 has no opening items
-    assert sum(amounts) + carried_in == Decimal(summary["channels"]["wechatpay"]["channel"]["amount"])
+    assert sum(amounts) == Decimal(summary["channels"]["wechatpay"]["channel"]["amount"])  # day 1: nothing carried in
+
+
+def test_rerunning_a_past_date_warns_about_later_dates_and_cascade_reruns_them(two_days, spark, capsys):
+    conf = str(two_days / "conf" / "pipeline.toml")
+    day2 = {name: (_recon(two_days, DAY2) / name).read_bytes() for name in DATA_FILES}
+    run_id = json.loads((_recon(two_days, DAY2) / "summary.json").read_text())["run_id"]
+    assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), spark=spark) == 0
+    out = capsys.readouterr().out
+    assert f"!! warning: {DAY2} carried open items from the previous result of {DAY1}" in out and "--cascade" in out
+    assert json.loads((_recon(two_days, DAY2) / "summary.json").read_text())["run_id"] == run_id  # untouched
+
+    assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), "--cascade", spark=spark) == 0
+    assert "!! warning" not in capsys.readouterr().out
+    assert json.loads((_recon(two_days, DAY2) / "summary.json").read_text())["run_id"] != run_id  # re-run
+    assert {name: (_recon(two_days, DAY2) / name).read_bytes() for name in DATA_FILES} == day2

@@ -108,14 +108,15 @@ def test_one_sided_records_in_the_cutoff_window_are_carried(spark):
     got = {o: c for _, o, _, c in categories(out)}
     assert got == {"LATE": "PENDING_CUTOFF", "EDGE": "PENDING_CUTOFF", "EARLY": "CHANNEL_ONLY"}
     items = {r.order_no: r for r in tx.open_items(out).collect()}
-    assert set(items) == {"LATE", "EDGE"}
+    assert {k: v.carried_as for k, v in items.items()} == {
+        "LATE": "PENDING_CUTOFF", "EDGE": "PENDING_CUTOFF", "EARLY": "CHANNEL_ONLY"}  # a break stays open
     assert items["LATE"].side == "LOCAL" and items["LATE"].paid_at == "2026-11-20 23:58:00"
     assert items["EDGE"].side == "CHANNEL" and items["EDGE"].first_seen == D and items["EDGE"].age_days == 0
 
 
-def _item(side, order_no, amount, first_seen, *, time="2026-11-19 23:58:00"):
+def _item(side, order_no, amount, first_seen, *, time="2026-11-19 23:58:00", carried_as="PENDING_CUTOFF"):
     chan = side == "CHANNEL"
-    return (side, first_seen, 0, "wechatpay", "1601959334" if chan else "", "PAYMENT", order_no, "",
+    return (side, first_seen, 0, carried_as, "wechatpay", "1601959334" if chan else "", "PAYMENT", order_no, "",
             "42" + order_no if chan else "", "", "SUCCESS" if chan else "PAID", "CNY", Decimal(amount),
             Decimal("0.05") if chan else None, Decimal("0.00") if chan else None, time if chan else "",
             "", "", "old.csv" if chan else "", 7 if chan else None, "" if chan else time, "" if chan else time)
@@ -138,7 +139,7 @@ def test_carried_items_clear_late_age_and_expire(spark):
     assert rows[("LOCAL", "YOUNG")] == ("PENDING_CUTOFF", 2)  # still carried
     cleared = [r for r in tx.discrepancies(out, "2026-11-21").collect() if r.category == "CLEARED_LATE"]
     assert sorted(r.order_no for r in cleared) == ["P1", "P2"]
-    assert all("carried since 2026-11-20" in r.note for r in cleared)
+    assert all(r.note == "carried since 2026-11-20, matched today" for r in cleared)
 
 
 def test_a_key_exported_twice_locally_is_flagged_not_guessed(spark):
@@ -153,4 +154,71 @@ def test_fee_check_uses_the_contracted_rate_and_tolerance(spark, rate, fee, expe
     params = tx.ClassifyParams(day=D, window_starts={}, rules={
         "wechatpay": tx.ChannelRules(fee_rate=Decimal(rate) if rate else None, fee_tolerance=Decimal("0.01"))})
     out = run(spark, params=params, local=[L("F", "10.00")], channel=[C("F", "10.00", fee=fee)])
+    assert {r.category for r in out.collect()} == {expected}
+
+
+# -- the hard cases ---------------------------------------------------------------------------------------------
+
+def test_partial_refunds_match_one_by_one_and_the_one_exceeding_the_payment_is_flagged(spark):
+    out = run(spark, local=[L("PR", "100.00"), L("PR", "60.00", "SUCCESS", refund_no="R1"),
+                            L("PR", "30.00", "SUCCESS", refund_no="R2"), L("PR", "20.00", "SUCCESS", refund_no="R3")],
+              channel=[C("PR", "100.00"),
+                       C("PR", "60.00", refund_no="R1", time="2026-11-20 11:00:00"),
+                       C("PR", "30.00", refund_no="R2", time="2026-11-20 12:00:00"),
+                       C("PR", "20.00", refund_no="R3", time="2026-11-20 13:00:00")])
+    got = {(s, r): c for s, _, r, c in categories(out)}
+    assert got[("LOCAL", "")] == got[("LOCAL", "R1")] == got[("LOCAL", "R2")] == "MATCHED"
+    assert got[("LOCAL", "R3")] == got[("CHANNEL", "R3")] == "REFUND_EXCEEDS_PAYMENT"
+    (row,) = [r for r in tx.discrepancies(out, D).collect() if r.refund_no == "R3"]
+    assert row.note == "refunds total 110.00, more than the payment 100.00"
+
+
+def test_refunds_of_an_order_paid_on_an_earlier_date_use_its_history(spark):
+    hist = spark.createDataFrame([C("OLDPAY", "50.00", time="2026-11-18 09:00:00"),
+                                  C("OLDPAY", "40.00", refund_no="RA", time="2026-11-19 09:00:00")],
+                                 standard.spark_schema())
+    ldf = spark.createDataFrame([L("OLDPAY", "20.00", "SUCCESS", refund_no="RB")], local_schema.spark_schema())
+    cdf = spark.createDataFrame([C("OLDPAY", "20.00", refund_no="RB")], standard.spark_schema())
+    records = (tx.local_records(ldf, D).unionByName(tx.channel_records(cdf, D))
+               .unionByName(tx.history_records(hist)))
+    out = tx.classify(records, PARAMS)
+    assert sorted((r.side, r.category) for r in out.collect()) == [
+        ("CHANNEL", "REFUND_EXCEEDS_PAYMENT"), ("LOCAL", "REFUND_EXCEEDS_PAYMENT")]  # history gets no outcome
+
+
+def test_the_same_order_paid_at_two_channels_is_a_duplicate_across_channels(spark):
+    params = tx.ClassifyParams(day=D, window_starts={"wechatpay": "2026-11-20 23:30:00",
+                                                     "alipay": "2026-11-20 23:30:00"}, rules={})
+    alipay = list(C("TWICE", "88.00"))
+    alipay[0], alipay[5] = "alipay", "2088TWICE"
+    out = run(spark, params=params, local=[L("TWICE", "88.00")], channel=[C("TWICE", "88.00"), tuple(alipay)])
+    got = {(r.side, r.channel): r.category for r in out.collect()}
+    assert got == {("LOCAL", "wechatpay"): "MATCHED", ("CHANNEL", "wechatpay"): "MATCHED",
+                   ("CHANNEL", "alipay"): "DUPLICATE_ACROSS_CHANNELS"}
+    (row,) = tx.discrepancies(out, D).collect()
+    assert row.channel == "alipay" and row.resolution == "MANUAL_REVIEW" and "refund one" in row.note
+
+
+def test_a_break_stays_open_without_being_listed_again_and_is_cleared_when_its_match_arrives(spark):
+    day2 = tx.ClassifyParams(day="2026-11-21", window_starts={"wechatpay": "2026-11-21 23:30:00"}, rules={})
+    still = run(spark, params=day2, items=[_item("LOCAL", "LO1", "5.00", "2026-11-19", carried_as="LOCAL_ONLY")])
+    (rec,) = still.collect()
+    assert (rec.category, rec.age_days, rec.emits) == ("LOCAL_ONLY", 2, False)
+    assert [r.carried_as for r in tx.open_items(still).collect()] == ["LOCAL_ONLY"]
+    cleared = run(spark, params=day2, channel=[C("LO1", "5.00", time="2026-11-21 08:00:00")],
+                  items=[_item("LOCAL", "LO1", "5.00", "2026-11-19", carried_as="LOCAL_ONLY")])
+    (row,) = tx.discrepancies(cleared, "2026-11-21").collect()
+    assert (row.category, row.age_days) == ("CLEARED_LATE", 2)
+    assert row.note == "clears LOCAL_ONLY reported on 2026-11-19"
+    assert tx.open_items(cleared).count() == 0
+
+
+@pytest.mark.parametrize("rounding, fee, expected", [("HALF_UP", "0.05", "MATCHED"), ("HALF_EVEN", "0.04", "MATCHED"),
+                                                     ("DOWN", "0.04", "MATCHED"), ("UP", "0.05", "MATCHED"),
+                                                     ("HALF_EVEN", "0.05", "FEE_MISMATCH")])
+def test_fee_rounding_rule_comes_from_the_contract(spark, rounding, fee, expected):
+    # 7.50 x 0.006 = 0.045 exactly: half-up gives 0.05, half-even 0.04, down 0.04, up 0.05
+    params = tx.ClassifyParams(day=D, window_starts={}, rules={
+        "wechatpay": tx.ChannelRules(fee_rate=Decimal("0.006"), fee_tolerance=Decimal("0"), fee_rounding=rounding)})
+    out = run(spark, params=params, local=[L("R", "7.50")], channel=[C("R", "7.50", fee=fee)])
     assert {r.category for r in out.collect()} == {expected}

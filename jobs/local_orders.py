@@ -1,0 +1,337 @@
+"""Local orders of date D: the order system's export under {root}/local/{D}/, or a JDBC read of its replica.
+
+Configuration (``[local_orders]`` in pipeline.toml)::
+
+    format = "csv"                      # or "parquet": {root}/local/{D}/*, one row per LocalRecord
+
+    format = "jdbc"                     # read the order system's read replica (PostgreSQL)
+    url = "jdbc:postgresql://replica.internal:5432/shop"
+    table = "local_orders"              # a table or view with the LocalRecord columns, or instead:
+    # query = "SELECT ... AS order_no, ... FROM orders UNION ALL SELECT ... FROM refunds"
+    user = "recon_ro"
+    password_env = "RECON_DB_PASSWORD"  # or password_file = "/etc/recon/db-password" (mode 600)
+    num_partitions = 4                  # parallel connections (default 1)
+    # partition_column = "id"           # a numeric column to stride over, with lower_bound / upper_bound;
+    # lower_bound = 1                   # without it, rows are split by a hash of (order_no, refund_no)
+    # upper_bound = 50000000
+    fetch_size = 10000                  # rows per round trip (default 10000)
+    timeout_seconds = 900               # socket read timeout of each connection (default 900)
+
+The table, view or query must yield the LocalRecord columns (schemas/local.py):
+``order_no, refund_no, txn_type, channel, currency, amount, status,
+created_at, paid_at`` with ``amount`` numeric (at most 2 decimals, else the
+read fails) and ``created_at`` / ``paid_at`` of type ``timestamp`` (wall time
+in the business time zone) or ``timestamptz``. Each connection runs
+``SET TIME ZONE '<business zone>'`` first, so both kinds are formatted as
+``YYYY-MM-DD HH:MM:SS`` in the business zone and the day's bounds mean the
+business day, daylight-saving days included. An empty ``refund_no`` or
+``paid_at`` arrives as null, exactly as the CSV reader gives an empty field.
+
+Which rows belong to D: those whose ``COALESCE(paid_at, created_at)`` lies in
+``[D 00:00, D+1 00:00)`` -- the same rule as the export ("a local record
+belongs to D by paid_at, or created_at"), and nothing more. The cut-off
+window is deliberately *not* added on either side: a record paid at 00:00:20
+on D+1 belongs to D+1's read; if it were also read on D it would be counted
+on both days (MATCHED on D against the channel's 23:59:50 record, and a false
+LOCAL_ONLY on D+1). Pairs that straddle midnight are handled by carrying
+PENDING_CUTOFF items to D+1 (jobs/transforms.py), which needs each record in
+exactly one day's input.
+
+Only PostgreSQL is supported over JDBC (the SQL uses ``to_char``,
+``hashtext`` and ``SET TIME ZONE``). The password is given to Spark as a read
+option of this one read, never in the Spark configuration; Spark redacts
+options named like ``password`` in plans and the UI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from recon.errors import ConfigError, FatalError, ReconError, UnavailableError
+from recon.storage import Storage
+from schemas import local as local_schema
+from schemas.csvio import SPARK_CSV_OPTIONS
+
+FORMATS = ("csv", "parquet", "jdbc")
+FILE_KEYS = {"format"}
+JDBC_KEYS = {"format", "url", "table", "query", "user", "password_env", "password_file", "num_partitions",
+             "partition_column", "lower_bound", "upper_bound", "fetch_size", "timeout_seconds"}
+CSV_READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
+PG_DRIVER = "org.postgresql.Driver"
+PART_COLUMN = "recon_part"
+EXACT_COLUMN = "recon_amount_exact"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_SECRET_IN_URL = re.compile(r"(?i)[?&;](password|sslpassword)=")
+
+
+# -- configuration ------------------------------------------------------------------------------------------------
+
+def parse_local_orders_config(raw: dict, conf_file) -> dict:
+    """Validate the ``[local_orders]`` table; returns a normalised copy (ints typed, paths resolved).
+
+    Raises ConfigError naming the key and the file. Secrets are not read here
+    (only at read time), so a configuration can be checked without them.
+    """
+    path = str(conf_file) if conf_file else None
+    raw = dict(raw or {"format": "csv"})
+    fmt = raw.get("format", "csv")
+    if fmt not in FORMATS:
+        raise ConfigError(f"local_orders.format must be one of {', '.join(FORMATS)}, got {fmt!r}", file=path)
+    if fmt == "jdbc" and "password" in raw:
+        raise ConfigError("a password must not be written in the configuration; use password_env = \"VAR\" or "
+                          "password_file = \"/path/readable/only/by/the/job\"", file=path)
+    allowed = FILE_KEYS if fmt in ("csv", "parquet") else JDBC_KEYS
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [local_orders] (format {fmt}); "
+                          f"allowed: {', '.join(sorted(allowed))}", file=path)
+    if fmt != "jdbc":
+        return {"format": fmt}
+
+    def need_str(key):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"[local_orders] format = \"jdbc\" needs {key} = \"...\"", file=path)
+        return value.strip()
+
+    def int_key(key, default, low, high):
+        value = raw.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"local_orders.{key} must be an integer between {low} and {high}, got {value!r}",
+                              file=path)
+        return value
+
+    url = need_str("url")
+    if not url.startswith("jdbc:postgresql://"):
+        raise ConfigError(f"local_orders.url must start with jdbc:postgresql:// (only PostgreSQL is supported over "
+                          f"JDBC), got {url.split('?')[0]!r}", file=path)
+    if _SECRET_IN_URL.search(url) or re.match(r"^jdbc:postgresql://[^/]*@", url):
+        raise ConfigError("local_orders.url must not carry a password; use password_env or password_file",
+                          file=path)
+    out = {"format": "jdbc", "url": url, "user": need_str("user")}
+    if ("table" in raw) == ("query" in raw):
+        raise ConfigError("[local_orders] needs exactly one of table = \"schema.table\" or query = \"SELECT ...\"",
+                          file=path)
+    if "table" in raw:
+        table = need_str("table")
+        if not _IDENT.match(table):
+            raise ConfigError(f"local_orders.table must be a plain name or schema.name, got {table!r}; use query "
+                              f"for anything else", file=path)
+        out["table"] = table
+    else:
+        out["query"] = need_str("query").rstrip().rstrip(";").rstrip()
+    if ("password_env" in raw) == ("password_file" in raw):
+        raise ConfigError("[local_orders] needs exactly one of password_env or password_file", file=path)
+    if "password_env" in raw:
+        out["password_env"] = need_str("password_env")
+    else:
+        base = Path(path).parent if path else Path.cwd()
+        out["password_file"] = str((base / os.path.expanduser(need_str("password_file"))).resolve())
+
+    out["num_partitions"] = int_key("num_partitions", 1, 1, 1024)
+    out["fetch_size"] = int_key("fetch_size", 10000, 1, 1_000_000)
+    out["timeout_seconds"] = int_key("timeout_seconds", 900, 1, 86400)
+    if "partition_column" in raw:
+        column = need_str("partition_column")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column):
+            raise ConfigError(f"local_orders.partition_column must be a column name, got {column!r}", file=path)
+        if "lower_bound" not in raw or "upper_bound" not in raw:
+            raise ConfigError("local_orders.partition_column needs lower_bound and upper_bound (the column's "
+                              "usual range; rows outside it are still read, by the first and last partitions)",
+                              file=path)
+        low = int_key("lower_bound", None, -(2 ** 63), 2 ** 63 - 1)
+        high = int_key("upper_bound", None, -(2 ** 63), 2 ** 63 - 1)
+        if low >= high:
+            raise ConfigError(f"local_orders.lower_bound ({low}) must be below upper_bound ({high})", file=path)
+        out.update(partition_column=column, lower_bound=low, upper_bound=high)
+    elif "lower_bound" in raw or "upper_bound" in raw:
+        raise ConfigError("local_orders.lower_bound / upper_bound only apply with partition_column", file=path)
+    return out
+
+
+def describe_source(cfg: dict, day: dt.date | None = None) -> str:
+    """Where local orders come from, for logs and summary.json (never a secret)."""
+    if cfg.get("format", "csv") != "jdbc":
+        return f"{cfg.get('format', 'csv')} export under local/{day.isoformat() if day else '{D}'}/"
+    what = f"table {cfg['table']}" if "table" in cfg else "the configured query"
+    return f"{cfg['url'].split('?')[0]} ({what}, user {cfg['user']})"
+
+
+def local_export_files(storage: Storage, day: dt.date) -> tuple[str, list[str]]:
+    """(folder, file names) of D's CSV / Parquet export; UnavailableError when there is none."""
+    folder = posixpath.join("local", day.isoformat())
+    names = [n for n in storage.list(folder) if not n.startswith(("_", "."))]
+    if not names:
+        raise UnavailableError(f"no local orders export under {storage.uri(folder)}", date=day.isoformat(),
+                               hint="the order system's export for this date must land there before reconciling")
+    return folder, names
+
+
+# -- reading ------------------------------------------------------------------------------------------------------
+
+def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day: dt.date,
+                      window_minutes: int | None = None, *, timezone: str | None = None):
+    """D's local orders as a DataFrame with exactly schemas.local.spark_schema() (amount DecimalType(18,2)).
+
+    ``settings_local_orders`` is the ``[local_orders]`` table (raw or already
+    parsed). ``window_minutes`` (the cut-off) does not widen the read: see the
+    module docstring. ``timezone`` is the business time zone (default: the
+    session's spark.sql.session.timeZone, which jobs.spark sets from conf).
+    """
+    cfg = parse_local_orders_config(settings_local_orders, None)  # idempotent on a parsed table
+    fmt = cfg.get("format", "csv")
+    if fmt in ("csv", "parquet"):
+        folder, _ = local_export_files(storage, day)
+        reader = spark.read.schema(local_schema.spark_schema())
+        if fmt == "parquet":
+            return reader.parquet(storage.uri(folder))
+        return reader.options(**CSV_READ_OPTIONS).csv(storage.uri(folder))
+    zone = timezone or spark.conf.get("spark.sql.session.timeZone")
+    return _read_jdbc(spark, cfg, day, zone)
+
+
+def day_bounds(day: dt.date) -> tuple[str, str]:
+    """[start, end) of business day D as wall-clock timestamps."""
+    return f"{day.isoformat()} 00:00:00", f"{(day + dt.timedelta(days=1)).isoformat()} 00:00:00"
+
+
+def jdbc_sql(cfg: dict, day: dt.date) -> str:
+    """The SQL Spark sends (as ``dbtable``): D's rows of the source, formatted as LocalRecord columns."""
+    source = cfg["table"] if "table" in cfg else f"({cfg['query']})"
+    start, end = day_bounds(day)
+    when = "COALESCE(src.paid_at, src.created_at)"
+
+    def text(col):
+        return f"NULLIF(CAST(src.{col} AS text), '') AS {col}"
+
+    def ts(col):
+        return f"to_char(src.{col}, 'YYYY-MM-DD HH24:MI:SS') AS {col}"
+
+    columns = [
+        text("order_no"), text("refund_no"), text("txn_type"), text("channel"), text("currency"),
+        "CAST(src.amount AS numeric(18,2)) AS amount",
+        f"(CAST(src.amount AS numeric) = round(CAST(src.amount AS numeric), 2)) AS {EXACT_COLUMN}",
+        text("status"), ts("created_at"), ts("paid_at"),
+    ]
+    if "partition_column" in cfg:
+        columns.append(f"src.{cfg['partition_column']} AS {PART_COLUMN}")
+    elif cfg.get("num_partitions", 1) > 1:
+        key = "COALESCE(CAST(src.order_no AS text), '') || '|' || COALESCE(CAST(src.refund_no AS text), '')"
+        columns.append(f"mod(abs(CAST(hashtext({key}) AS bigint)), {cfg['num_partitions']}) AS {PART_COLUMN}")
+    return (f"SELECT {', '.join(columns)} FROM {source} AS src "
+            f"WHERE {when} >= TIMESTAMP '{start}' AND {when} < TIMESTAMP '{end}'")
+
+
+def _password(cfg: dict) -> str:
+    if "password_env" in cfg:
+        value = os.environ.get(cfg["password_env"])
+        if value is None:
+            raise ConfigError(f"environment variable {cfg['password_env']} (local_orders.password_env) is not set",
+                              hint="export it in the job's environment")
+        return value
+    path = cfg["password_file"]
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"secret file {path} (local_orders.password_file) does not exist") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"secret file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                          f"chmod 600 it")
+    with open(path, encoding="utf-8") as fh:  # a local secret file, never on HDFS
+        return fh.read().strip()
+
+
+def _read_jdbc(spark, cfg: dict, day: dt.date, zone: str):
+    from pyspark.sql import functions as F
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown business time zone {zone!r}") from None
+    password = _password(cfg)
+    reader = (spark.read.format("jdbc")
+              .option("url", cfg["url"])
+              .option("driver", PG_DRIVER)
+              .option("dbtable", f"({jdbc_sql(cfg, day)}) AS recon_local")
+              .option("user", cfg["user"])
+              .option("password", password)
+              .option("fetchsize", str(cfg.get("fetch_size", 10000)))
+              .option("sessionInitStatement",
+                      f"SET TIME ZONE '{zone}'; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+              # driver connection properties: every network call has a timeout
+              .option("connectTimeout", "15")
+              .option("socketTimeout", str(cfg.get("timeout_seconds", 900)))
+              .option("ApplicationName", "recon local orders"))
+    parts = cfg.get("num_partitions", 1)
+    if "partition_column" in cfg:
+        reader = (reader.option("partitionColumn", PART_COLUMN).option("lowerBound", str(cfg["lower_bound"]))
+                  .option("upperBound", str(cfg["upper_bound"])).option("numPartitions", str(parts)))
+    elif parts > 1:
+        reader = (reader.option("partitionColumn", PART_COLUMN).option("lowerBound", "0")
+                  .option("upperBound", str(parts)).option("numPartitions", str(parts)))
+    try:
+        df = reader.load()  # connects once to learn the columns: configuration errors surface here
+    except Exception as exc:  # py4j / captured JVM exceptions
+        raise _jdbc_error(exc, cfg, day, password) from None
+    d = day.isoformat()
+    amount = F.when(F.col(EXACT_COLUMN), F.col("amount")).otherwise(F.raise_error(F.concat(
+        F.lit("local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
+        F.coalesce(F.col("refund_no"), F.lit("")),
+        F.lit(f" has an amount with more than 2 decimals in {describe_source(cfg)} (date {d}); fix the order "
+              f"system's data or cast it in local_orders.query"))))
+    fields = local_schema.spark_schema().fields
+    return df.select(*[(amount if f.name == "amount" else F.col(f.name)).cast(f.dataType).alias(f.name)
+                       for f in fields])
+
+
+def _java_causes(exc: Exception) -> list[tuple[str, str]]:
+    """(class name, message) of the JVM exception behind a captured Spark error and its causes."""
+    out, origin = [], getattr(exc, "_origin", None) or getattr(exc, "java_exception", None)
+    try:
+        while origin is not None and len(out) < 10:
+            out.append((str(origin.getClass().getName()), str(origin.getMessage() or "")))
+            origin = origin.getCause()
+    except Exception:  # the JVM is gone or the object is not a Throwable: keep what we have
+        pass
+    return out
+
+
+def _jdbc_error(exc: Exception, cfg: dict, day: dt.date, password: str) -> ReconError:
+    chain = _java_causes(exc)
+    text = "\n".join([str(exc)] + [f"{cls}: {msg}" for cls, msg in chain])
+    if password:
+        text = text.replace(password, "***")
+    # the database's own words (PSQLException) say more than Spark's wrapper
+    sql = [msg for cls, msg in chain if cls.endswith(("PSQLException", "SQLException")) and msg]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = (sql[0] if sql else (lines[0] if lines else type(exc).__name__))
+    if password:
+        first = first.replace(password, "***")
+    first = first.splitlines()[0][:400] if first else ""
+    where = dict(date=day.isoformat())
+    src = describe_source(cfg)
+    if "ClassNotFoundException" in text or "No suitable driver" in text:
+        return ConfigError(f"the PostgreSQL JDBC driver is not on Spark's classpath ({first})", **where,
+                           hint="set \"spark.jars\" = \"/usr/share/java/postgresql.jar\" in [spark] "
+                                "(Debian package libpostgresql-jdbc-java)")
+    if "password authentication failed" in text or "28P01" in text or "no password was provided" in text:
+        return FatalError(f"{src}: the database refused user {cfg['user']} ({first})", **where,
+                          hint="check local_orders.user and the password in "
+                               f"{cfg.get('password_env') or cfg.get('password_file')}")
+    if "does not exist" in text or "syntax error" in text or "42P01" in text or "42703" in text:
+        return ConfigError(f"{src}: {first}", **where,
+                           hint="local_orders.table / query must yield the columns order_no, refund_no, txn_type, "
+                                "channel, currency, amount, status, created_at, paid_at")
+    if any(s in text for s in ("Connection refused", "UnknownHost", "timed out", "Connection attempt failed",
+                               "08001", "08006", "The connection attempt failed")):
+        return UnavailableError(f"cannot reach {src}: {first}", **where,
+                                hint="check that the read replica is up and reachable, then re-run the date")
+    return ReconError(f"reading local orders from {src} failed: {first}", **where)
