@@ -222,3 +222,19 @@ def test_fee_rounding_rule_comes_from_the_contract(spark, rounding, fee, expecte
         "wechatpay": tx.ChannelRules(fee_rate=Decimal("0.006"), fee_tolerance=Decimal("0"), fee_rounding=rounding)})
     out = run(spark, params=params, local=[L("R", "7.50")], channel=[C("R", "7.50", fee=fee)])
     assert {r.category for r in out.collect()} == {expected}
+
+
+def test_every_category_costs_one_shuffle(spark):
+    """All windows are partitioned by order_no or a finer key, so Spark plans exactly one Exchange."""
+    ldf = spark.createDataFrame([], local_schema.spark_schema())
+    cdf = spark.createDataFrame([], standard.spark_schema())
+    idf = spark.createDataFrame([], open_item_spark_schema())
+    records = (tx.local_records(ldf, D).unionByName(tx.channel_records(cdf, D))
+               .unionByName(tx.open_item_records(idf)).unionByName(tx.history_records(cdf)))
+    previous = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")  # the static plan shows every Exchange
+    try:
+        plan = tx.classify(records, PARAMS)._jdf.queryExecution().executedPlan().toString()
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", previous)
+    assert plan.count("Exchange") == 1, plan
