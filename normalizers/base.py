@@ -30,6 +30,14 @@ class Sink(ABC):
     @abstractmethod
     def reject(self, line: int, reason: str, raw: str) -> None: ...
 
+    def records_table(self, table) -> None:
+        """Many records at once: a pyarrow Table with the standard columns (``schemas.standard.COLUMNS``).
+
+        Sinks that can write in bulk override this; the default goes row by row.
+        """
+        for row in table.to_pylist():
+            self.record(StandardRecord(**row))
+
 
 @dataclass
 class ControlReport:

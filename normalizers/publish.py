@@ -35,6 +35,21 @@ def is_published(storage: Storage, channel: str, day: dt.date) -> bool:
     return storage.is_file(standard_dir(channel, day), "_SUCCESS")
 
 
+def bulk_csv(table) -> str:
+    """CSV rows (no header) of a standard-record table, byte-identical to ``csvio.writer``'s.
+
+    The bulk path is only given values that need no quoting (normalizers
+    check), so Arrow's unquoted writer and Python's minimal quoting agree.
+    """
+    import io
+
+    import pyarrow.csv as pacsv
+
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    return buf.getvalue().decode("utf-8")
+
+
 def make_normalizer(channel: ChannelSettings) -> Normalizer:
     cls = registry.load(channel.normalizer, package="normalizers", attribute="NORMALIZER",
                         conf_file=channel.conf_file)
@@ -44,6 +59,7 @@ def make_normalizer(channel: ChannelSettings) -> Normalizer:
 class _CsvSink(Sink):
     def __init__(self, channel: str, day: dt.date, source_file: str, records_out, rejects_out):
         self.channel, self.day, self.source_file = channel, day.isoformat(), source_file
+        self._out = records_out
         self.records = csvio.writer(records_out)
         self.rejects = rejects_out
         self.record_count = 0
@@ -56,6 +72,10 @@ class _CsvSink(Sink):
     def reject(self, line: int, reason: str, raw: str) -> None:
         self.rejects.writerow([self.channel, self.day, self.source_file, line, reason, raw])
         self.reject_count += 1
+
+    def records_table(self, table) -> None:
+        self._out.write(bulk_csv(table))
+        self.record_count += table.num_rows
 
 
 def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) -> dict:

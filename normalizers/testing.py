@@ -10,6 +10,7 @@ from normalizers.base import ControlReport, RawStatement, Sink
 from normalizers.publish import make_normalizer
 from recon.config import ChannelSettings
 from schemas import csvio, standard
+from schemas.standard import StandardRecord
 from schemas.outputs import REJECT_COLUMNS
 
 
@@ -24,10 +25,18 @@ class MemorySink(Sink):
         self._rejects.writerow(REJECT_COLUMNS)
         self.records: list = []
         self.reject_lines: list[int] = []
+        self.bulk_batches = 0  # batches written by a normalizer's bulk path
 
     def record(self, rec) -> None:
         self.records.append(rec)
         self._records.writerow(rec.as_csv_row())
+
+    def records_table(self, table) -> None:
+        from normalizers.publish import bulk_csv
+
+        self.bulk_batches += 1
+        self.records.extend(StandardRecord(**row) for row in table.to_pylist())
+        self.records_io.write(bulk_csv(table))
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         self.reject_lines.append(line)

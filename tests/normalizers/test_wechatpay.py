@@ -120,10 +120,11 @@ money = st.integers(min_value=0, max_value=10**9).map(lambda n: Decimal(n) / 100
 fee5 = st.integers(min_value=0, max_value=10**7).map(lambda n: Decimal(n) / 100000)
 text = st.text(alphabet=st.characters(blacklist_characters=",`\r\n", blacklist_categories=("Cs", "Cc")),
                min_size=1, max_size=12).map(str.strip).filter(bool)
-row_strategy = st.fixed_dictionaries({
+ROW_FIELDS = {
     "refund": st.booleans(), "order_no": text, "refund_no": text, "amount": money, "coupon": money, "fee": fee5,
     "goods": text, "openid": text, "second": st.integers(0, 86399),
-})
+}
+row_strategy = st.fixed_dictionaries(ROW_FIELDS)
 
 
 def _render(rows) -> bytes:
@@ -170,3 +171,35 @@ def test_generated_rows_round_trip_exactly(rows, packed):
         assert rec.refund_no == (r["refund_no"] if r["refund"] else "")
         sign = -1 if r["refund"] else 1
         assert abs(rec.fee - sign * r["fee"]) <= Decimal("0.005")
+
+
+def test_clean_samples_take_the_bulk_path_and_the_mixed_one_goes_row_by_row():
+    for name in ("reference_sample_all.csv", "success_bill_new.csv", "refund_bill_new.csv", "old_columns_all.csv"):
+        sink, _ = normalize_file(CHANNEL, SAMPLES / name)
+        assert sink.bulk_batches == 1, name
+    sink, _ = normalize_file(CHANNEL, SAMPLES / "mixed_all_bom.csv")
+    assert sink.bulk_batches == 0 and sink.reject_lines
+
+
+tricky_text = st.one_of(text, st.sampled_from([' padded ', '"quoted"', '\u3000全角', 'a\x1c', '-', '']))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.fixed_dictionaries({**ROW_FIELDS, "order_no": tricky_text, "goods": tricky_text,
+                                       "openid": tricky_text}), max_size=8))
+def test_bulk_and_row_by_row_give_identical_output(rows):
+    from normalizers.wechatpay import WeChatPayNormalizer
+
+    data = _render(rows)
+    outputs = []
+    for bulk in (True, False):
+        WeChatPayNormalizer.bulk = bulk
+        try:
+            sink, report = normalize_bytes(CHANNEL, "gen.csv", data)
+        except IntegrityError as exc:
+            outputs.append(("integrity", exc.message))
+            continue
+        finally:
+            WeChatPayNormalizer.bulk = True
+        outputs.append((sink.records_io.getvalue(), sink.rejects_io.getvalue(), report.as_dict()))
+    assert outputs[0] == outputs[1]
