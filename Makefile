@@ -26,7 +26,8 @@ run: $(BIN)/.installed
 	$(BIN)/python -m recon.demo --out $(DEMO) --first-day $(DEMO_DAY1) --days 2
 	$(BIN)/recon run --conf $(DEMO)/conf/pipeline.toml --date $(DEMO_DAY1)
 	$(BIN)/recon run --conf $(DEMO)/conf/pipeline.toml --date $(DEMO_DAY2)
-	@echo "Outputs: $(DEMO)/root/recon/$(DEMO_DAY1)/ and $(DEMO)/root/recon/$(DEMO_DAY2)/ (discrepancies.csv, corrections.csv, open_items.csv, summary.json)"
+	@echo "Outputs: $(DEMO)/root/recon/$(DEMO_DAY1)/ and $(DEMO)/root/recon/$(DEMO_DAY2)/"
+	@echo "  report.html and report.xlsx for analysts; discrepancies.csv, corrections.csv, open_items.csv, summary.json"
 
 ## test: the whole test suite (the same environment as `make run`)
 test: $(BIN)/.installed

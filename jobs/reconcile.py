@@ -16,6 +16,7 @@ from recon.config import Settings
 from recon.dates import window_start
 from recon.errors import IntegrityError, UnavailableError
 from recon.storage import Storage
+from reports.build import write_reports
 from schemas import local as local_schema
 from schemas import standard
 from schemas.csvio import SPARK_CSV_OPTIONS
@@ -178,6 +179,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                 local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
                 reconcile_seconds=round(time.time() - started, 3))
             storage.write_json(summary, staged, "summary.json")
+            write_reports(storage, staged, day)  # report.html and report.xlsx, inside the atomic publish
             storage.write_bytes(b"", staged, "_SUCCESS")
         except BaseException:
             storage.delete(staged)

@@ -177,6 +177,16 @@ def _report(settings, args) -> int:
     else:
         raise ConfigError("report needs --date D or --from D1 --to D2")
     storage = Storage(settings.root)
+    if len(days) > 1:
+        from reports.build import NoResults, write_range_report
+
+        try:
+            paths = write_range_report(storage, days[0], days[-1])
+        except NoResults as exc:
+            print(f"== no published result between {days[0]} and {days[-1]}: {exc}")
+            return 1
+        for path in paths:
+            print(f"range report: {storage.uri(path)}")
     found = False
     for day in days:
         if not is_reconciled(storage, day):

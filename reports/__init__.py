@@ -1,0 +1,7 @@
+"""Reports for finance analysts: report.html and report.xlsx per date, and over a range of dates.
+
+Entry points: ``reports.build.write_reports`` (one date, called by the reconcile
+job on its staging folder) and ``reports.build.write_range_report`` (``recon
+report --from --to``). Loading and masking live in ``reports.data`` and
+``reports.mask``; rendering in ``reports.html`` and ``reports.xlsx``.
+"""

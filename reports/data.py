@@ -1,0 +1,262 @@
+"""Loading a date's published files into plain Python structures for the reports.
+
+Everything is read through ``recon.storage.Storage`` (the root may be HDFS).
+Amounts become ``Decimal`` (never float); every text field passes through
+``reports.mask.mask_record`` here, at load time, so no renderer can forget to
+mask a card number or a payer id.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import posixpath
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from reports.mask import mask_record
+from schemas.money import parse_money
+from schemas.outputs import CATEGORIES, RESOLUTIONS
+
+ZERO = Decimal("0.00")
+DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+DISCREPANCY_MONEY = ("local_amount", "channel_amount")
+OPEN_ITEM_MONEY = ("amount", "fee", "coupon_amount")
+INT_COLUMNS = ("age_days", "source_line")
+# Resolutions in the order a reader works through them: what needs a person first.
+RESOLUTION_ORDER = ("MANUAL_REVIEW", "AUTO_FIXED", "CARRIED", "CLEARED", "MATCHED")
+
+
+@dataclass
+class DayData:
+    """One reconciled date as the reports see it (amounts Decimal, personal data masked)."""
+
+    day: dt.date
+    summary: dict
+    discrepancies: list[dict]
+    open_items: list[dict]
+    fees: dict[str, Decimal | None] = field(default_factory=dict)
+
+
+def recon_folder(day: dt.date) -> str:
+    """The published folder of a date, relative to the root."""
+    return posixpath.join("recon", day.isoformat())
+
+
+def _decimalise(obj, key: str | None = None):
+    """summary.json with its money ("amount" values) as Decimal; other values untouched."""
+    if isinstance(obj, dict):
+        return {k: _decimalise(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decimalise(v) for v in obj]
+    if key == "amount" and isinstance(obj, str):
+        return parse_money(obj)
+    return obj
+
+
+def read_summary(storage, folder: str) -> dict:
+    """summary.json of ``folder`` with Decimal amounts."""
+    return _decimalise(storage.read_json(folder, "summary.json"))
+
+
+def read_csv(storage, folder: str, name: str, money: tuple[str, ...] = (), ints: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a published CSV as dicts: money columns Decimal (None when empty), ints int, text masked."""
+    if not storage.is_file(folder, name):
+        return []
+    text = storage.read_bytes(folder, name).decode("utf-8")
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text, newline="")):
+        row = {k: (v if v is not None else "") for k, v in raw.items()}
+        for col in money:
+            if col in row:
+                row[col] = parse_money(row[col]) if row[col].strip() else None
+        for col in ints:
+            if col in row:
+                row[col] = int(row[col]) if row[col].strip() else None
+        rows.append(mask_record(row))
+    return rows
+
+
+def statement_fees(storage, channel: str, day: dt.date) -> Decimal | None:
+    """Net channel fees of a date (sum of the standard records' fee), None when the statement is not there.
+
+    summary.json does not carry fees, so they are read from the published
+    standard files named in the channel's manifest.
+    """
+    folder = posixpath.join("standard", channel, day.isoformat())
+    if not storage.is_file(folder, "_manifest.json"):
+        return None
+    total = ZERO
+    for f in storage.read_json(folder, "_manifest.json").get("files", []):
+        name = f.get("standard_file")
+        if not name or not storage.is_file(folder, name):
+            return None
+        for row in csv.DictReader(io.StringIO(storage.read_bytes(folder, name).decode("utf-8"), newline="")):
+            if (row.get("fee") or "").strip():
+                total += parse_money(row["fee"])
+    return total
+
+
+def load_day(storage, folder: str, day: dt.date) -> DayData:
+    """The published (or staged) files of ``day`` in ``folder``."""
+    summary = read_summary(storage, folder)
+    disc = read_csv(storage, folder, "discrepancies.csv", DISCREPANCY_MONEY, INT_COLUMNS)
+    items = read_csv(storage, folder, "open_items.csv", OPEN_ITEM_MONEY, INT_COLUMNS)
+    disc.sort(key=break_sort_key)
+    fees = {ch: statement_fees(storage, ch, day) for ch in sorted(summary.get("channels", {}))}
+    return DayData(day, summary, disc, items, fees)
+
+
+def reconciled_dates(storage, first: dt.date | None = None, last: dt.date | None = None) -> list[dt.date]:
+    """Dates under recon/ with _SUCCESS, within [first, last] when given, in order."""
+    out = []
+    for name in storage.list("recon"):
+        if not DATE_DIR.fullmatch(name):
+            continue
+        day = dt.date.fromisoformat(name)
+        if (first and day < first) or (last and day > last):
+            continue
+        if storage.is_file(recon_folder(day), "_SUCCESS"):
+            out.append(day)
+    return out
+
+
+def history(storage, day: dt.date, days: int) -> list[tuple[dt.date, dict]]:
+    """(date, summary) of up to ``days`` reconciled dates before ``day`` (the trend's earlier points)."""
+    earlier = [d for d in reconciled_dates(storage, last=day - dt.timedelta(days=1))][-days:] if days > 0 else []
+    return [(d, read_summary(storage, recon_folder(d))) for d in earlier]
+
+
+# -- figures the reports show -------------------------------------------------------------------------------------
+
+def category_order(names) -> list[str]:
+    """Categories in DESIGN order, unknown ones (a newer job) after them, alphabetically."""
+    names = set(names)
+    return [c for c in CATEGORIES if c in names] + sorted(names - set(CATEGORIES))
+
+
+def break_sort_key(row: dict):
+    """Discrepancy rows: manual review first, then category order, channel, order."""
+    res = RESOLUTIONS.get(row.get("category", ""), row.get("resolution", ""))
+    cat = row.get("category", "")
+    return (RESOLUTION_ORDER.index(res) if res in RESOLUTION_ORDER else len(RESOLUTION_ORDER),
+            CATEGORIES.index(cat) if cat in CATEGORIES else len(CATEGORIES), cat,
+            row.get("channel", ""), row.get("order_no", ""), row.get("refund_no", ""))
+
+
+def _side(v: dict | None) -> dict:
+    return {"records": int((v or {}).get("records", 0)), "amount": (v or {}).get("amount", ZERO) or ZERO}
+
+
+def share(part: int, whole: int) -> Decimal | None:
+    """part / whole as a percentage with one decimal, None when whole is 0 (Decimal: no float on the way)."""
+    if not whole:
+        return None
+    return (Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.1"))
+
+
+def channel_glance(name: str, ch: dict, fees: Decimal | None) -> dict:
+    """The figures of a channel's 'day at a glance' block, from its summary.json entry."""
+    cats = ch.get("categories", {})
+    by_res: dict[str, dict] = {r: {"rows": 0, "local": ZERO, "channel": ZERO} for r in RESOLUTION_ORDER}
+    for cat, v in cats.items():
+        res = RESOLUTIONS.get(cat, "MANUAL_REVIEW")  # an unknown category needs a person
+        bucket = by_res.setdefault(res, {"rows": 0, "local": ZERO, "channel": ZERO})
+        bucket["rows"] += int(v.get("rows", 0))
+        bucket["local"] += _side(v.get("local"))["amount"]
+        bucket["channel"] += _side(v.get("channel"))["amount"]
+    local, channel = _side(ch.get("local")), _side(ch.get("channel"))
+    matched = cats.get("MATCHED", {})
+    m_local, m_channel = _side(matched.get("local")), _side(matched.get("channel"))
+    return {
+        "channel": name,
+        "local": local,
+        "channel_side": channel,
+        "matched_local": m_local,
+        "matched_channel": m_channel,
+        "matched_share_local": share(m_local["records"], local["records"]),
+        "matched_share_channel": share(m_channel["records"], channel["records"]),
+        "fees": fees,
+        "breaks": by_res["MANUAL_REVIEW"],
+        "auto_fixed": by_res["AUTO_FIXED"],
+        "carried": by_res["CARRIED"],
+        "cleared": by_res["CLEARED"],
+        "rejects": int(ch.get("rejects", 0) or 0),
+        "corrections": int(ch.get("corrections", 0) or 0),
+        "discrepancy_rows": int(ch.get("discrepancy_rows", 0) or 0),
+        "categories": [(cat, RESOLUTIONS.get(cat, ""), _side(cats[cat].get("local")), _side(cats[cat].get("channel")),
+                        int(cats[cat].get("rows", 0))) for cat in category_order(cats)],
+    }
+
+
+def breaks_by_category(summary: dict) -> list[dict]:
+    """Listed rows and amounts per category over all channels (the bar chart), MATCHED left out."""
+    totals: dict[str, dict] = {}
+    for ch in summary.get("channels", {}).values():
+        for cat, v in ch.get("categories", {}).items():
+            if cat == "MATCHED":
+                continue
+            t = totals.setdefault(cat, {"category": cat, "resolution": RESOLUTIONS.get(cat, "MANUAL_REVIEW"),
+                                        "rows": 0, "local": ZERO, "channel": ZERO})
+            t["rows"] += int(v.get("rows", 0))
+            t["local"] += _side(v.get("local"))["amount"]
+            t["channel"] += _side(v.get("channel"))["amount"]
+    return [totals[c] for c in category_order(totals)]
+
+
+def trend_point(day: dt.date, summary: dict) -> dict:
+    """One day of the trend: rows needing review, auto-fixes, open items at close, matched share."""
+    review = auto = records = matched = 0
+    amount = ZERO
+    for ch in summary.get("channels", {}).values():
+        records += _side(ch.get("channel")).get("records", 0)
+        for cat, v in ch.get("categories", {}).items():
+            res = RESOLUTIONS.get(cat, "MANUAL_REVIEW")
+            if cat == "MATCHED":
+                matched += _side(v.get("channel"))["records"]
+            elif res == "MANUAL_REVIEW":
+                review += int(v.get("rows", 0))
+                amount += max(_side(v.get("local"))["amount"], _side(v.get("channel"))["amount"])
+            elif res == "AUTO_FIXED":
+                auto += int(v.get("rows", 0))
+    closing = _side(summary.get("roll_forward", {}).get("closing"))
+    return {"day": day, "review": review, "review_amount": amount, "auto_fixed": auto,
+            "open_items": closing["records"], "matched_share": share(matched, records)}
+
+
+def merge_summaries(summaries: list[dict]) -> dict:
+    """Several dates' summaries added up (the range report): channels and categories summed,
+    roll-forward opening of the first date, closing of the last, new and cleared summed."""
+    out: dict = {"channels": {}, "channels_not_available": [], "roll_forward": {}}
+    for s in summaries:
+        for name, ch in s.get("channels", {}).items():
+            acc = out["channels"].setdefault(name, {"categories": {}, "local": _side(None), "channel": _side(None),
+                                                    "rejects": 0, "corrections": 0, "discrepancy_rows": 0})
+            for side in ("local", "channel"):
+                _acc(acc[side], ch.get(side))
+            for k in ("rejects", "corrections", "discrepancy_rows"):
+                acc[k] += int(ch.get(k, 0) or 0)
+            for cat, v in ch.get("categories", {}).items():
+                c = acc["categories"].setdefault(cat, {"local": _side(None), "channel": _side(None), "rows": 0})
+                _acc(c["local"], v.get("local"))
+                _acc(c["channel"], v.get("channel"))
+                c["rows"] += int(v.get("rows", 0))
+        for name in s.get("channels_not_available") or []:
+            out["channels_not_available"].append(f"{name} ({s.get('date')})")
+    if summaries:
+        rf = {k: _side(None) for k in ("opening", "new", "cleared", "closing")}
+        _acc(rf["opening"], summaries[0].get("roll_forward", {}).get("opening"))
+        _acc(rf["closing"], summaries[-1].get("roll_forward", {}).get("closing"))
+        for s in summaries:
+            _acc(rf["new"], s.get("roll_forward", {}).get("new"))
+            _acc(rf["cleared"], s.get("roll_forward", {}).get("cleared"))
+        out["roll_forward"] = rf
+    return out
+
+
+def _acc(bucket: dict, v: dict | None) -> None:
+    side = _side(v)
+    bucket["records"] += side["records"]
+    bucket["amount"] += side["amount"]

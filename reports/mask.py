@@ -1,0 +1,101 @@
+"""Masking of personal payment data before anything reaches a report.
+
+Reports are mailed around and opened on laptops, so they must never carry a
+full card number or a payer identifier:
+
+* card numbers (13–19 digits, optionally grouped with spaces or dashes) show
+  at most the BIN (first 6) and the last 4 digits;
+* payer identifiers (WeChat openid, Alipay buyer account / user id, e-mail)
+  keep 3 characters at each end.
+
+``mask_record`` is the one entry point the report loader uses: it knows which
+columns are payer fields, which are channel/merchant references that analysts
+search for (left as they are), and masks free text everywhere else (notes,
+bank, raw text), so a card number pasted into a note is caught too.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Columns holding a payer identifier: masked whole, whatever their shape.
+PAYER_FIELDS = frozenset({"payer_id", "payer", "buyer_account", "buyer_id", "openid", "payer_name", "card_no"})
+# Merchant and channel references: analysts search the order system and the
+# channel's portal with them, and they are not payment instruments. They are
+# left intact on purpose (a 19-digit WeChat refund id would otherwise look
+# like a card number).
+REFERENCE_FIELDS = frozenset({"order_no", "refund_no", "channel_txn_id", "channel_refund_id", "merchant_id",
+                              "idempotency_key", "date", "first_seen"})
+
+MASK = "*"
+# 13–19 digits in one run, or grouped the way cards are written (4-4-4-x,
+# Amex 4-6-5) with spaces or dashes; not inside a longer digit run (a
+# 27-digit transaction id is not a card). Grouping is required for the
+# separated forms so that dates and run ids ("2026-11-21-20261123") are left alone.
+CARD_RE = re.compile(r"(?<![0-9])(?:[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,7}"
+                     r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{5})(?![0-9])")
+# WeChat openid / unionid: 28 URL-safe characters starting with "o".
+OPENID_RE = re.compile(r"(?<![A-Za-z0-9_-])o[A-Za-z0-9_-]{27}(?![A-Za-z0-9_-])")
+EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def mask_card(number: str) -> str:
+    """A card number as BIN + stars + last 4 (separators dropped).
+
+    Fewer than 13 digits is not a card number: the value is masked as a
+    payer id instead, so nothing longer than 6 + 4 digits survives either way.
+    """
+    digits = re.sub(r"[^0-9]", "", number)
+    if len(digits) < 13:
+        return mask_payer(number)
+    return digits[:6] + MASK * (len(digits) - 10) + digits[-4:]
+
+
+def _keep_ends(value: str, keep: int = 3) -> str:
+    # Short values keep less, so that at least half of them is hidden.
+    keep = min(keep, len(value) // 4)
+    if keep == 0:
+        return MASK * len(value)
+    # A fixed run of stars: the masked value should not reveal the length either.
+    return value[:keep] + MASK * 4 + value[-keep:]
+
+
+def mask_payer(value: str | None) -> str:
+    """A payer identifier with only 3 characters kept at each end (``ofy**…**Xju9`` style).
+
+    An e-mail keeps the start of its local part and the domain; a value that
+    holds a card number gets the card rule.
+    """
+    if not value:
+        return ""
+    value = str(value)
+    if "@" in value:
+        local, _, domain = value.rpartition("@")
+        return _keep_ends(local) + "@" + domain if local else _keep_ends(value)
+    if CARD_RE.fullmatch(value.strip()):
+        return mask_card(value)
+    return _keep_ends(value)
+
+
+def mask_text(text: str | None) -> str:
+    """Free text with every card number, openid and e-mail address in it masked."""
+    if not text:
+        return "" if text is None else text
+    text = CARD_RE.sub(lambda m: mask_card(m.group(0)), str(text))
+    text = OPENID_RE.sub(lambda m: _keep_ends(m.group(0)), text)
+    return EMAIL_RE.sub(lambda m: _keep_ends(m.group(1)) + "@" + m.group(2), text)
+
+
+def mask_record(row: dict) -> dict:
+    """A copy of ``row`` safe to show: payer fields masked, other text scanned, references and numbers kept."""
+    out = {}
+    for key, value in row.items():
+        if not isinstance(value, str):
+            out[key] = value
+        elif key in PAYER_FIELDS:
+            out[key] = mask_payer(value)
+        elif key in REFERENCE_FIELDS:
+            out[key] = value
+        else:
+            out[key] = mask_text(value)
+    return out
