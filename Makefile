@@ -6,7 +6,7 @@ DEMO   ?= demo
 DEMO_DAY1 := 2026-11-20
 DEMO_DAY2 := 2026-11-21
 
-.PHONY: run test check-prereqs clean goldens bench
+.PHONY: run test check-prereqs clean goldens bench package
 
 $(BIN)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory check-prereqs
@@ -33,8 +33,12 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
+## package: the wheel (driver hosts) and the --py-files zip (spark-submit) into dist/
+package: $(BIN)/.installed
+	$(BIN)/python -m recon.packaging --dist dist
+
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache dist
 
 ## goldens: regenerate golden files beside the sample statements (review the diff!)
 goldens: $(BIN)/.installed

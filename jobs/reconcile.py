@@ -57,6 +57,13 @@ def previous_result(storage: Storage, day: dt.date) -> dt.date | None:
     return None
 
 
+def empty_frame(spark, schema):
+    """An empty DataFrame built in the JVM (an empty Python list would make executors run Python)."""
+    from pyspark.sql import functions as F
+
+    return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
 def write_single_csv(storage: Storage, df, order, folder: str, name: str) -> None:
     """Write ``df`` sorted as one CSV file ``folder/name`` (Spark writes, we rename its one part file)."""
     parts_dir = posixpath.join(folder, f"_parts_{name}")
@@ -120,7 +127,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         opening = spark.read.schema(item_schema).options(**READ_OPTIONS).csv(
             storage.uri(recon_dir(prev), "open_items.csv"))
     else:
-        opening = spark.createDataFrame([], item_schema)
+        opening = empty_frame(spark, item_schema)
 
     # -- transform -------------------------------------------------------------------------------------------
     params = tx.ClassifyParams(
@@ -212,7 +219,7 @@ def _corrections_already(spark, storage: Storage, day: dt.date):
                for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()
                and is_reconciled(storage, dt.date.fromisoformat(n))]
     applied = [storage.uri(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
-    keys = spark.createDataFrame([], T.StructType([T.StructField("idempotency_key", T.StringType())]))
+    keys = empty_frame(spark, T.StructType([T.StructField("idempotency_key", T.StringType())]))
     for paths in (emitted, applied):  # two kinds of file: each read by its own header
         if paths:
             keys = keys.unionByName(spark.read.options(**SPARK_CSV_OPTIONS).csv(paths).select("idempotency_key"))

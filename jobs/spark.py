@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from recon.config import Settings
+
+log = logging.getLogger(__name__)
 
 # Defaults that make results safe and the JVM quiet; conf's [spark] table overrides them.
 DEFAULTS = {
@@ -40,7 +43,16 @@ def get_spark(settings: Settings | None = None, overrides: dict[str, str] | None
         conf.update(settings.spark)
     conf.update(overrides or {})
     if os.environ.get("SPARK_ENV_LOADED") or os.environ.get("PYSPARK_GATEWAY_PORT"):
-        conf.pop("spark.master", None)  # spark-submit decides
+        # Under spark-submit its command line (and spark-defaults.conf) wins over conf and our defaults.
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()  # attach to spark-submit's JVM; starts no context
+        given = {k for k, _ in SparkConf().getAll()}
+        conf = {k: v for k, v in conf.items() if k not in given or k == "spark.app.name"}
+        conf.pop("spark.master", None)
+        if settings is not None and "spark.driver.memory" in settings.spark:
+            log.warning("spark.driver.memory from conf cannot take effect under spark-submit (the driver JVM is "
+                        "already running): pass --driver-memory to spark-submit")
     if conf.get("spark.master", "").startswith("local"):
         # one machine: bind to loopback instead of guessing (and warning about) an interface
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

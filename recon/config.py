@@ -146,7 +146,14 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     """
     path = Path(conf).resolve()
     data = _read_toml(path)
-    _check_keys(data, {"pipeline", "spark", "local_orders", "fixes"}, "top level", path)
+    _check_keys(data, {"pipeline", "spark", "local_orders", "fixes", "alerts"}, "top level", path)
+    if "alerts" in data:  # read by bin/recon-cron (recon.ops); checked here so a typo fails every command
+        from recon.ops import OpsConfigError, parse_alerts
+
+        try:
+            parse_alerts(data["alerts"])
+        except OpsConfigError as exc:
+            raise ConfigError(f"[alerts] {exc}", file=str(path)) from exc
     p = data.get("pipeline", {})
     _check_keys(p, {"root", "timezone", "channels_dir", "max_carry_days", "work_dir", "refund_lookback_days"},
                 "pipeline", path)
