@@ -49,11 +49,11 @@ import datetime as dt
 import os
 import posixpath
 import re
-import stat
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recon.errors import ConfigError, FatalError, ReconError, UnavailableError
+from recon.secrets import read_secret
 from recon.storage import Storage
 from schemas import local as local_schema
 from schemas.csvio import SPARK_CSV_OPTIONS
@@ -231,22 +231,7 @@ def jdbc_sql(cfg: dict, day: dt.date) -> str:
 
 
 def _password(cfg: dict) -> str:
-    if "password_env" in cfg:
-        value = os.environ.get(cfg["password_env"])
-        if value is None:
-            raise ConfigError(f"environment variable {cfg['password_env']} (local_orders.password_env) is not set",
-                              hint="export it in the job's environment")
-        return value
-    path = cfg["password_file"]
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise ConfigError(f"secret file {path} (local_orders.password_file) does not exist") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"secret file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                          f"chmod 600 it")
-    with open(path, encoding="utf-8") as fh:  # a local secret file, never on HDFS
-        return fh.read().strip()
+    return read_secret(cfg, "password", section="local_orders")
 
 
 def _read_jdbc(spark, cfg: dict, day: dt.date, zone: str):

@@ -17,7 +17,6 @@ from recon.dates import window_start
 from recon.errors import IntegrityError, UnavailableError
 from recon.storage import Storage
 from reports.build import write_reports
-from schemas import local as local_schema
 from schemas import standard
 from schemas.csvio import SPARK_CSV_OPTIONS
 from schemas.outputs import CORRECTION_ACTIONS, open_item_spark_schema

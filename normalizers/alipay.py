@@ -21,7 +21,6 @@ Mapping decisions (also in DECISIONS.md):
 from __future__ import annotations
 
 import csv
-import io
 import re
 import shutil
 import tempfile

@@ -91,7 +91,6 @@ import ipaddress
 import os
 import posixpath
 import re
-import stat
 import sys
 import uuid
 from dataclasses import asdict, dataclass
@@ -101,6 +100,7 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 from recon.errors import ConfigError, FatalError, IntegrityError, ReconError, UnavailableError
+from recon.secrets import read_secret
 from recon.storage import Storage
 from schemas import csvio
 from schemas.money import MoneyError, format_money, parse_money
@@ -255,26 +255,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _secret(cfg: dict, key: str, *, required: bool) -> str | None:
-    if f"{key}_env" in cfg:
-        value = os.environ.get(cfg[f"{key}_env"])
-        if value is None:
-            raise ConfigError(f"environment variable {cfg[f'{key}_env']} (fixes.{key}_env) is not set",
-                              hint="export it in the environment of apply-fixes")
-        return value
-    if f"{key}_file" in cfg:
-        path = cfg[f"{key}_file"]
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise ConfigError(f"secret file {path} (fixes.{key}_file) does not exist") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"secret file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                              f"chmod 600 it")
-        with open(path, encoding="utf-8") as fh:  # a local secret file, never on HDFS
-            return fh.read().strip()
-    if required:
-        raise ConfigError(f"[fixes] needs {key}_env or {key}_file")
-    return None
+    return read_secret(cfg, key, section="fixes", required=required)
 
 
 # -- reading and planning -----------------------------------------------------------------------------------------

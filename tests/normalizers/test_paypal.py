@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-import io
 from decimal import Decimal
 from pathlib import Path
 
