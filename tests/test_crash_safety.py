@@ -40,7 +40,7 @@ D = DAY.isoformat()
 # write is Spark's per-job overhead, so the window to catch exists at any size (one poll is 20 ms).
 ORDERS_PER_DAY = 3000
 DATA_FILES = ("discrepancies.csv", "corrections.csv", "open_items.csv")
-PUBLISHED = {*DATA_FILES, "summary.json", "_SUCCESS"}
+PUBLISHED = {*DATA_FILES, "summary.json", "report.html", "report.xlsx", "_SUCCESS"}
 RUN_TIMEOUT = 600      # one whole run (JVM start included) on a busy 2-core machine
 POLL = 0.02
 
