@@ -143,10 +143,15 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     history = _history(spark, storage, settings, day, available)
     if history is not None:
         records = records.unionByName(tx.history_records(history))
-    outcomes = tx.classify(records, params).persist()
+    # One pass over everything: persist only what totals need for every record, plus the whole record for
+    # the few that are listed, carried or broken (a full-width persist of every row costs more than the job).
+    outcomes = tx.classify(records, params)
+    slim = tx.slim_outcomes(outcomes).persist()
+    rows = tx.listed_rows(slim)
     try:
         try:
-            totals = [r.asDict() for r in tx.category_totals(outcomes).collect()]
+            totals = [r.asDict() for r in tx.category_totals(slim).collect()]
+            _phase("classified every record", started)
         except Exception as exc:  # Spark's FAILFAST parse errors arrive as JVM exceptions
             text = str(exc)
             if "MALFORMED" in text.upper() or "CAST_INVALID_INPUT" in text or "CSV header" in text:
@@ -156,27 +161,36 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             raise
         dups = [t for t in totals if t["category"] == tx.LOCAL_DUPLICATE_KEY]
         if dups:
-            examples = (outcomes.filter(F.col("category") == tx.LOCAL_DUPLICATE_KEY)
+            examples = (rows.filter(F.col("category") == tx.LOCAL_DUPLICATE_KEY)
                         .select("channel", "txn_type", "order_no", "refund_no").distinct()
                         .orderBy("channel", "order_no", "refund_no").limit(5).collect())
             listed = "; ".join(f"{r.channel} {r.txn_type} {r.order_no} {r.refund_no}".strip() for r in examples)
             raise IntegrityError(f"the local export lists the same key more than once (e.g. {listed})",
                                  date=d, file=storage.uri(local_folder),
                                  hint="fix the order system's export (one row per order and refund) and re-run")
+        t0 = time.time()
         held_local = (local.filter(~in_scope).groupBy("channel")
                       .agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount")).collect())
         held_items = opening.filter(~in_scope)
+        _phase("counted records not reconciled", t0)
 
         # -- load --------------------------------------------------------------------------------------------
         staged = storage.staging("recon", d)
         try:
-            write_single_csv(storage, tx.discrepancies(outcomes, d), DISCREPANCY_ORDER, staged, "discrepancies.csv")
-            write_single_csv(storage, tx.corrections(outcomes, d, _corrections_already(spark, storage, day)),
+            t0 = time.time()
+            write_single_csv(storage, tx.discrepancies(rows, d), DISCREPANCY_ORDER, staged, "discrepancies.csv")
+            _phase("wrote discrepancies.csv", t0)
+            t0 = time.time()
+            write_single_csv(storage, tx.corrections(rows, d, _corrections_already(spark, storage, day)),
                              CORRECTION_ORDER, staged, "corrections.csv")
             carried_unchanged = held_items.withColumn(
                 "age_days", F.datediff(F.lit(d), F.to_date("first_seen")).cast("int"))
-            write_single_csv(storage, tx.open_items(outcomes).unionByName(carried_unchanged), OPEN_ITEM_ORDER,
+            _phase("wrote corrections.csv", t0)
+            t0 = time.time()
+            write_single_csv(storage, tx.open_items(rows).unionByName(carried_unchanged), OPEN_ITEM_ORDER,
                              staged, "open_items.csv")
+            _phase("wrote open_items.csv", t0)
+            t0 = time.time()
             held_item_rows = carried_unchanged.groupBy("channel").agg(
                 F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount")).collect()
             summary = build_summary(
@@ -185,16 +199,23 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                 local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
                 reconcile_seconds=round(time.time() - started, 3))
             storage.write_json(summary, staged, "summary.json")
+            _phase("built summary.json", t0)
+            t0 = time.time()
             write_reports(storage, staged, day)  # report.html and report.xlsx, inside the atomic publish
+            _phase("wrote report.html and report.xlsx", t0)
             storage.write_bytes(b"", staged, "_SUCCESS")
         except BaseException:
             storage.delete(staged)
             raise
         storage.swap_in(staged, recon_dir(day))
     finally:
-        outcomes.unpersist()
+        slim.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary
+
+
+def _phase(what: str, since: float) -> None:
+    log.info("%s in %.1f s", what, time.time() - since)
 
 
 def _history(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str]):
@@ -250,6 +271,8 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
         cat["rows"] += t["rows"]
         ch[side]["records"] += t["records"]
         ch[side]["amount"] += amount
+        if side == "channel" and not t["carried"]:  # the fees of today's statement
+            ch["fees"] = ch.get("fees", zero) + (t.get("fee") or zero)
         ch["discrepancy_rows"] += t["rows"]
         if t["category"] in CORRECTION_ACTIONS:
             ch["corrections"] += t["rows"]

@@ -390,8 +390,23 @@ def open_items(outcomes: DataFrame) -> DataFrame:
         "created_at", "paid_at")
 
 
+_TOTALS_COLUMNS = ("channel", "category", "side", "carried", "amount", "fee", "emits")
+
+
+def slim_outcomes(outcomes: DataFrame) -> DataFrame:
+    """What the job keeps of the outcomes: the totals' columns for every record, the whole record only
+    for those that are listed, carried or an integrity problem (``_row``; null for the rest)."""
+    needed = F.col("emits") | F.col("category").isin("PENDING_CUTOFF", LOCAL_DUPLICATE_KEY, *BREAKS)
+    return outcomes.select(*_TOTALS_COLUMNS, F.when(needed, F.struct(*outcomes.columns)).alias("_row"))
+
+
+def listed_rows(slim: DataFrame) -> DataFrame:
+    """The full outcome records kept by ``slim_outcomes`` (input of discrepancies, corrections, open items)."""
+    return slim.filter(F.col("_row").isNotNull()).select("_row.*")
+
+
 def category_totals(outcomes: DataFrame) -> DataFrame:
     """Counts and amounts per channel, category, side and carried (small: collected for summary.json)."""
     return outcomes.groupBy("channel", "category", "side", "carried").agg(
-        F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"),
+        F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"), F.sum("fee").alias("fee"),
         F.sum(F.col("emits").cast("int")).alias("rows"))

@@ -79,12 +79,15 @@ def read_csv(storage, folder: str, name: str, money: tuple[str, ...] = (), ints:
     return rows
 
 
-def statement_fees(storage, channel: str, day: dt.date) -> Decimal | None:
+def statement_fees(storage, channel: str, day: dt.date, summary: dict | None = None) -> Decimal | None:
     """Net channel fees of a date (sum of the standard records' fee), None when the statement is not there.
 
-    summary.json does not carry fees, so they are read from the published
-    standard files named in the channel's manifest.
+    The job puts them in summary.json (``channels.<name>.fees``); older
+    summaries lack them, and then the published standard files are read.
     """
+    fees = ((summary or {}).get("channels", {}).get(channel) or {}).get("fees")
+    if fees is not None:
+        return Decimal(fees)
     folder = posixpath.join("standard", channel, day.isoformat())
     if not storage.is_file(folder, "_manifest.json"):
         return None
@@ -105,7 +108,7 @@ def load_day(storage, folder: str, day: dt.date) -> DayData:
     disc = read_csv(storage, folder, "discrepancies.csv", DISCREPANCY_MONEY, INT_COLUMNS)
     items = read_csv(storage, folder, "open_items.csv", OPEN_ITEM_MONEY, INT_COLUMNS)
     disc.sort(key=break_sort_key)
-    fees = {ch: statement_fees(storage, ch, day) for ch in sorted(summary.get("channels", {}))}
+    fees = {ch: statement_fees(storage, ch, day, summary) for ch in sorted(summary.get("channels", {}))}
     return DayData(day, summary, disc, items, fees)
 
 
