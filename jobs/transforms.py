@@ -168,10 +168,10 @@ def _order_facts(records: DataFrame) -> DataFrame:
     pay_ok = at_channel & (F.col("txn_type") == "PAYMENT")
     refund_ok = at_channel & (F.col("txn_type") == "REFUND")
     by_order = Window.partitionBy("order_no")
-    by_channel_order = Window.partitionBy("order_no", "channel")
-    running = (Window.partitionBy("order_no", "channel")
-               .orderBy("time", "refund_no", "channel_refund_id", "source_file", "source_line")
-               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    in_order = (Window.partitionBy("order_no", "channel")
+                .orderBy("time", "refund_no", "channel_refund_id", "source_file", "source_line"))
+    running = in_order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    by_channel_order = in_order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # same operator
     df = records.select(
         "*",
         (F.min(F.when(pay_ok, F.col("channel"))).over(by_order)
