@@ -16,11 +16,10 @@ so both run on the same master, memory and shuffle partitions.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tomllib
 
-from jobs.spark import DEFAULTS
+from jobs.spark import get_spark
 from schemas import local as local_schema
 from schemas import standard
 from schemas.csvio import SPARK_CSV_OPTIONS
@@ -29,7 +28,7 @@ READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
 
 
 def spark_conf(conf_file: str | None) -> dict[str, str]:
-    conf = dict(DEFAULTS, **{"spark.app.name": "baseline-join"})
+    conf = {"spark.app.name": "baseline-join"}
     if conf_file:
         with open(conf_file, "rb") as fh:
             conf.update({str(k): str(v) for k, v in tomllib.load(fh).get("spark", {}).items()})
@@ -44,17 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--conf", help="pipeline.toml whose [spark] table to use")
     args = parser.parse_args(argv)
 
-    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    conf = spark_conf(args.conf)
-    if conf.get("spark.master", "").startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark = get_spark(overrides=spark_conf(args.conf))  # the job's session settings, so the comparison is fair
 
     channel = (spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(args.standard)
                .select("order_no", F.col("amount").alias("channel_amount"), "channel_txn_id"))

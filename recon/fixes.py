@@ -87,7 +87,6 @@ import csv
 import datetime as dt
 import fcntl
 import io
-import ipaddress
 import os
 import posixpath
 import re
@@ -100,6 +99,7 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 from recon.errors import ConfigError, FatalError, IntegrityError, ReconError, UnavailableError
+from recon.net import is_loopback
 from recon.secrets import read_secret
 from recon.storage import Storage
 from schemas import csvio
@@ -226,7 +226,7 @@ def parse_fixes_config(raw: dict, conf_file=None) -> dict:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ConfigError(f"fixes.url must be an https:// URL, got {url!r}", file=path)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ConfigError("fixes.url must use https (plain http is allowed only to a loopback address)",
                               file=path)
         if parts.username or parts.password:
@@ -243,15 +243,6 @@ def parse_fixes_config(raw: dict, conf_file=None) -> dict:
         out["timeout_seconds"] = seconds("timeout_seconds", 10)
         out["ledger_file"] = local_path("ledger_file")
     return out
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _secret(cfg: dict, key: str, *, required: bool) -> str | None:

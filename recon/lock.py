@@ -1,9 +1,10 @@
-"""One run at a time per storage root: an exclusive lock on a local file in the work folder.
+"""One run at a time: an exclusive, non-blocking flock on a local file.
 
-Two runs on the same root would corrupt each other (reliability.md). The
-lock is taken for every command that writes; a second run exits at once
-with a clear "already running" naming the holder. The kernel releases the
-lock when the holder dies, so a killed run never leaves it stuck.
+Two runs on the same root would corrupt each other (reliability.md). `recon`
+locks ``{work_dir}/recon.lock`` for every command that writes; the cron
+wrapper locks one file per configuration with the same class. A second run
+exits at once with a clear "already running" naming the holder. The kernel
+releases the lock when the holder dies, so a killed run never leaves it stuck.
 """
 
 from __future__ import annotations
@@ -11,48 +12,62 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import socket
 
 from recon.errors import ReconError
 
 
 class AlreadyRunning(ReconError):
-    """Another run holds the lock on this root."""
+    """Another run holds the lock."""
 
     exit_code = 1
 
 
 class RunLock:
-    """``with RunLock(work_dir): ...`` — exclusive, non-blocking."""
+    """``with RunLock(work_dir): ...`` raises AlreadyRunning; ``try_acquire()``/``release()`` do not."""
 
-    def __init__(self, work_dir: str, what: str = "recon"):
-        os.makedirs(work_dir, exist_ok=True)
-        self.path = os.path.join(work_dir, "recon.lock")
+    def __init__(self, work_dir: str | None = None, what: str = "recon", *, path: str | None = None):
+        if path is None:
+            os.makedirs(work_dir, exist_ok=True)
+            path = os.path.join(work_dir, "recon.lock")
+        self.path = path
         self.what = what
+        self.holder = ""
         self._fh = None
 
-    def __enter__(self) -> "RunLock":
+    def try_acquire(self) -> bool:
+        """Take the lock, or say who holds it (``holder``) and return False."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         fh = open(self.path, "a+")  # a local lock file by definition
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            holder = fh.read().strip() or "unknown process"
+            self.holder = fh.read().strip() or "unknown process"
             fh.close()
-            raise AlreadyRunning(f"already running: {holder} holds {self.path}",
-                                 hint="wait for it to finish; a second run on the same root would corrupt the "
-                                      "first") from None
+            return False
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()} ({self.what}) since "
+        fh.write(f"pid {os.getpid()} ({self.what}) on {socket.gethostname()} since "
                  f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}\n")
         fh.flush()
         self._fh = fh
-        return self
+        return True
 
-    def __exit__(self, *exc) -> None:
+    def release(self) -> None:
         if self._fh is not None:
             self._fh.seek(0)
             self._fh.truncate()
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        if not self.try_acquire():
+            raise AlreadyRunning(f"already running: {self.holder} holds {self.path}",
+                                 hint="wait for it to finish; a second run on the same root would corrupt the "
+                                      "first")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -47,9 +47,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
-import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import platform
@@ -69,6 +67,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from recon.lock import RunLock
+from recon.net import is_loopback
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 EXIT_ALREADY_RUNNING = 75   # sysexits.h EX_TEMPFAIL: not a failure of the pipeline, try again later
@@ -159,19 +160,10 @@ def _check_webhook_url(url: str, where: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme == "https" and parsed.hostname:
         return
-    if parsed.scheme == "http" and parsed.hostname and _is_loopback(parsed.hostname):
+    if parsed.scheme == "http" and parsed.hostname and is_loopback(parsed.hostname):
         return
     # the URL itself is not echoed: it may carry a secret
     raise OpsConfigError(f"{where}: the webhook URL must be https:// (plain http only to a loopback address)")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -249,41 +241,6 @@ def default_lock_file(conf_file: Path) -> str:
     return os.path.join(tempfile.gettempdir(), f"recon-cron-{digest}.lock")
 
 
-class CronLock:
-    """Exclusive, non-blocking ``flock``; the kernel drops it when the holder dies, so it never goes stale."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._fh = None
-        self.holder = ""
-
-    def acquire(self) -> bool:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        fh = open(self.path, "a+")  # a local lock file by definition
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            self.holder = fh.read().strip() or "unknown process"
-            fh.close()
-            return False
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} (recon-cron) on {socket.gethostname()} since "
-                 f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}\n")
-        fh.flush()
-        self._fh = fh
-        return True
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.seek(0)
-            self._fh.truncate()
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-
-
 # -- the child run -----------------------------------------------------------------------------------
 
 def spark_home() -> str:
@@ -354,7 +311,7 @@ def run_child(cmd: list[str], *, env: dict[str, str], timeout: float | None) -> 
     previous = signal.getsignal(signal.SIGTERM)
 
     def forward(signum, frame):  # cron or an operator stops us: stop the run too, then report
-        _stop_group(proc)
+        stop_process_group(proc)
 
     signal.signal(signal.SIGTERM, forward)
     timed_out = False
@@ -363,7 +320,7 @@ def run_child(cmd: list[str], *, env: dict[str, str], timeout: float | None) -> 
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _stop_group(proc)
+            stop_process_group(proc)
     finally:
         signal.signal(signal.SIGTERM, previous)
     reader.join(timeout=10)
@@ -373,7 +330,8 @@ def run_child(cmd: list[str], *, env: dict[str, str], timeout: float | None) -> 
     return ChildResult(code, list(tail), round(time.monotonic() - t0, 3), timed_out)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Stop a process group we started: TERM, then KILL if it lingers."""
     for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
@@ -641,8 +599,9 @@ def cron(args: argparse.Namespace) -> int:
         return 2
     run_id = new_run_id(day)
     base = {"date": day.isoformat(), "run_id": run_id}
-    lock = CronLock(args.lock_file or os.environ.get("RECON_CRON_LOCK") or default_lock_file(cron_conf.conf_file))
-    if not lock.acquire():
+    lock = RunLock(path=args.lock_file or os.environ.get("RECON_CRON_LOCK") or default_lock_file(cron_conf.conf_file),
+                   what="recon-cron")
+    if not lock.try_acquire():
         message = f"already running: {lock.holder} holds {lock.path}"
         print(f"recon-cron: {message}; this run is skipped (exit {EXIT_ALREADY_RUNNING})", file=sys.stderr)
         log_event("warning", "cron.already_running", exit_code=EXIT_ALREADY_RUNNING, message=message, **base)

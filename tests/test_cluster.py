@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from recon.ops import stop_process_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 DAY = "2026-11-20"
@@ -40,20 +41,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a process group we started: TERM, then KILL if it lingers."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _master_state(ui_port: int) -> dict:
@@ -103,7 +90,7 @@ def standalone_cluster(tmp_path):
         yield f"spark://127.0.0.1:{port}", ui, work
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop_process_group(p)
 
 
 def test_cluster_run_equals_local_run(tmp_path, standalone_cluster):
@@ -135,7 +122,7 @@ def test_cluster_run_equals_local_run(tmp_path, standalone_cluster):
     finally:
         for proc in jobs.values():
             if proc.poll() is None:
-                _stop(proc)
+                stop_process_group(proc)
     for name, proc in jobs.items():
         assert proc.returncode == 0, f"{name} run failed:\n{outputs[name][-4000:]}"
 
