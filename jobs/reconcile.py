@@ -23,8 +23,6 @@ from schemas.outputs import CORRECTION_ACTIONS, open_item_spark_schema
 
 log = logging.getLogger(__name__)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# what open_items.csv carries to D+1: pending items and open one-sided breaks (jobs.transforms.open_items)
-CARRIED_CATEGORIES = ("PENDING_CUTOFF", "LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
 READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
 
 DISCREPANCY_ORDER = ("channel", "category", "order_no", "refund_no", "source_file", "source_line", "local_time",
@@ -252,6 +250,8 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
     """summary.json: counts and amounts per channel and category, control totals, roll-forward, inputs."""
     from decimal import Decimal
 
+    from jobs.transforms import CARRIED_CATEGORIES as carried_categories  # what open_items.csv carries
+
     zero = Decimal("0.00")
     by_channel: dict[str, dict] = {}
     roll = {k: {"records": 0, "amount": zero} for k in ("opening", "new", "cleared", "closing")}
@@ -278,7 +278,7 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
             ch["corrections"] += t["rows"]
         if t["carried"]:
             _add(roll["opening"], t["records"], amount)
-        if t["category"] in CARRIED_CATEGORIES:
+        if t["category"] in carried_categories:
             _add(roll["closing"], t["records"], amount)
             if not t["carried"]:
                 _add(roll["new"], t["records"], amount)

@@ -44,6 +44,7 @@ RECORD_COLUMNS = (
 )
 # One-sided breaks stay open (carried, not re-listed) until their counterpart arrives.
 BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
+CARRIED_CATEGORIES = ("PENDING_CUTOFF", *BREAKS)  # what open_items.csv carries to D+1
 # What each side's primary record contributes to the comparison and to the report.
 _PRIMARY_FIELDS = ("status", "amount", "currency", "time", "fee", "coupon_amount", "channel_txn_id",
                    "channel_refund_id", "source_file", "source_line", "carried", "first_seen", "carried_as",
@@ -384,7 +385,7 @@ def corrections(outcomes: DataFrame, day: str, already: DataFrame | None = None)
 
 def open_items(outcomes: DataFrame) -> DataFrame:
     """Records carried to D+1: every record of a PENDING_CUTOFF outcome and every open one-sided break."""
-    carried = F.col("category").isin("PENDING_CUTOFF", *BREAKS)  # = jobs.reconcile.CARRIED_CATEGORIES
+    carried = F.col("category").isin(*CARRIED_CATEGORIES)
     return outcomes.filter(carried).select(
         "side", "first_seen", "age_days", F.col("category").alias("carried_as"), *standard.COLUMNS,
         "created_at", "paid_at")
