@@ -111,8 +111,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                                date=d, hint="run `recon download` and `recon normalize` first")
 
     # -- extract ---------------------------------------------------------------------------------------------
-    std = spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(
-        [storage.uri(standard_dir(ch, day)) for ch in available])
+    std = read_standard(spark, storage, [(ch, day) for ch in available])
     local, local_folder, local_files = _read_local(spark, storage, settings, day, available)
     in_scope = F.col("channel").isin(available)
     prev = previous_result(storage, day)
@@ -135,7 +134,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                                    fee_tolerance=settings.channels[ch].fee_tolerance,
                                    fee_rounding=settings.channels[ch].fee_rounding) for ch in available},
     )
-    records = (tx.local_records(local.filter(in_scope), d)
+    records = (tx.local_records(local, d, in_scope)
                .unionByName(tx.channel_records(std, d))
                .unionByName(tx.open_item_records(opening.filter(in_scope))))
     history = _history(spark, storage, settings, day, available)
@@ -166,11 +165,10 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             raise IntegrityError(f"the local export lists the same key more than once (e.g. {listed})",
                                  date=d, file=storage.uri(local_folder),
                                  hint="fix the order system's export (one row per order and refund) and re-run")
-        t0 = time.time()
-        held_local = (local.filter(~in_scope).groupBy("channel")
-                      .agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount")).collect())
+        held_local = [{"channel": t["channel"], "records": t["records"], "amount": t["amount"]}
+                      for t in totals if t["side"] == "HELD"]
+        totals = [t for t in totals if t["side"] != "HELD"]
         held_items = opening.filter(~in_scope)
-        _phase("counted records not reconciled", t0)
 
         # -- load --------------------------------------------------------------------------------------------
         staged = storage.staging("recon", d)
@@ -218,12 +216,35 @@ def _phase(what: str, since: float) -> None:
 
 def _history(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str]):
     """Standard records of the ``refund_lookback_days`` dates before D (what orders were paid and refunded)."""
-    folders = [storage.uri(standard_dir(ch, day - dt.timedelta(days=k)))
-               for k in range(1, settings.refund_lookback_days + 1) for ch in channels
-               if is_published(storage, ch, day - dt.timedelta(days=k))]
-    if not folders:
-        return None
-    return spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(folders)
+    published = [(ch, day - dt.timedelta(days=k)) for k in range(1, settings.refund_lookback_days + 1)
+                 for ch in channels if is_published(storage, ch, day - dt.timedelta(days=k))]
+    return read_standard(spark, storage, published) if published else None
+
+
+def read_standard(spark, storage: Storage, published: list[tuple[str, dt.date]]):
+    """The standard records of the given (channel, date) folders.
+
+    Read from the Parquet copy the normalizer publishes beside each standard CSV (``_columnar/``, listed in
+    ``_manifest.json``) when every file of the folder has one with the manifest's row count; otherwise from
+    the CSV, which stays the published contract. Both give the same rows (tests/normalizers check).
+    """
+    columnar, csv_folders = [], []
+    for ch, d in published:
+        folder = standard_dir(ch, d)
+        files = storage.read_json(folder, "_manifest.json").get("files", [])
+        copies = [posixpath.join(folder, f["columnar_file"]) for f in files
+                  if f.get("columnar_file") and f.get("columnar_rows") == f.get("records")]
+        if files and len(copies) == len(files) and all(storage.is_file(c) for c in copies):
+            columnar.extend(storage.uri(c) for c in copies)
+        else:
+            csv_folders.append(storage.uri(folder))
+    schema = standard.spark_schema()
+    frames = ([spark.read.schema(schema).parquet(*columnar)] if columnar else []) + \
+             ([spark.read.schema(schema).options(**READ_OPTIONS).csv(csv_folders)] if csv_folders else [])
+    df = frames[0]
+    for more in frames[1:]:
+        df = df.unionByName(more)
+    return df
 
 
 APPLIED_DIR = "corrections/applied"

@@ -35,6 +35,7 @@ KEY = ("channel", "txn_type", "order_no", "refund_no")
 MONEY = T.DecimalType(18, 2)
 RATE = T.DecimalType(12, 8)
 LOCAL_DUPLICATE_KEY = "LOCAL_DUPLICATE_KEY"
+NOT_RECONCILED = "NOT_RECONCILED"  # a HELD record: its channel is not reconciled in this run
 _ONE_LOCAL, _ONE_CHANNEL = "_ONE_SIDED_LOCAL", "_ONE_SIDED_CHANNEL"
 
 RECORD_COLUMNS = (
@@ -45,10 +46,13 @@ RECORD_COLUMNS = (
 # One-sided breaks stay open (carried, not re-listed) until their counterpart arrives.
 BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
 CARRIED_CATEGORIES = ("PENDING_CUTOFF", *BREAKS)  # what open_items.csv carries to D+1
-# What each side's primary record contributes to the comparison and to the report.
-_PRIMARY_FIELDS = ("status", "amount", "currency", "time", "fee", "coupon_amount", "channel_txn_id",
-                   "channel_refund_id", "source_file", "source_line", "carried", "first_seen", "carried_as",
-                   "multi_channel", "over_refund", "paid_amount", "refunded_total")
+# What each side's primary contributes to the comparison (and, for the local side, to the pair's row, which
+# the channel primary carries when there is one). Everything else of a row comes from the record itself.
+_LOCAL_FIELDS = ("status", "amount", "currency", "time", "carried", "first_seen", "carried_as")
+_CHANNEL_FIELDS = (*_LOCAL_FIELDS, "fee", "coupon_amount", "multi_channel", "over_refund")
+# What a discrepancy row shows of a channel record.
+_SHOWN_FIELDS = (*_CHANNEL_FIELDS, "channel_txn_id", "source_file", "source_line", "paid_amount",
+                 "refunded_total")
 ROUNDING = ("HALF_UP", "HALF_EVEN", "DOWN", "UP")
 
 
@@ -82,10 +86,13 @@ def _blank(name: str) -> Column:
     return F.lit("").alias(name)
 
 
-def local_records(local: DataFrame, day: str) -> DataFrame:
-    """Local orders of D as records (side LOCAL)."""
+def local_records(local: DataFrame, day: str, in_scope: Column | None = None) -> DataFrame:
+    """Local orders of D as records: side LOCAL, or HELD where ``in_scope`` is false (a channel not being
+    reconciled: the record is counted, gets the category NOT_RECONCILED and no other outcome). Held records
+    ride along in the one scan of the export instead of costing a second one."""
+    side = F.lit("LOCAL") if in_scope is None else F.when(in_scope, F.lit("LOCAL")).otherwise(F.lit("HELD"))
     return local.select(
-        F.lit("LOCAL").alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
+        side.alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
         _text("status"), _text("currency"), F.col("amount").cast(MONEY).alias("amount"),
         F.lit(None).cast(MONEY).alias("fee"), F.lit(None).cast(MONEY).alias("coupon_amount"),
         _blank("merchant_id"), _blank("channel_txn_id"), _blank("channel_refund_id"), _blank("txn_time"),
@@ -156,40 +163,60 @@ def _round_fee(value: Column, rule: str) -> Column:
     return F.round(value, 2)
 
 
+# Both windows below are partitioned by the order (``_h``, a hash of order_no, then order_no) or a finer
+# prefix of one sort order, so Spark plans one Exchange and one Sort for the whole classification. The hash
+# leads the sort because order numbers share long prefixes (a date): an 8-byte hash prefix makes the sort's
+# comparisons cheap, and it groups exactly as order_no does.
+_KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_txn_id", "channel_refund_id", "source_file",
+              "source_line", "status", "amount", "created_at")
+_SORT = ("_h", "order_no", "channel", "txn_type", "refund_no", *_KEY_ORDER)
+_REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "source_file", "source_line")
+
+
 def _order_facts(records: DataFrame) -> DataFrame:
-    """Facts about the whole order, across keys and channels (same shuffle: partitioned by order_no).
+    """Facts about the whole order, across keys and channels (one window over the order; see ``_SORT``).
 
     ``multi_channel``: SUCCESS payments of this order at more than one channel.
-    ``paid_amount`` / ``refunded_total``: the channel's SUCCESS payment of the order and the running
-    total of its SUCCESS refunds up to this record (earlier dates' HISTORY records included);
-    ``over_refund``: this refund takes the total past the payment.
+    For refunds: ``paid_amount`` / ``refunded_total``, the channel's SUCCESS payment of the order and the
+    total of its SUCCESS refunds at that channel up to and including this one in time order (earlier
+    dates' HISTORY records included); ``over_refund``: this refund takes the total past the payment.
     """
-    side, status = F.col("side"), F.col("status")
+    side, status, txn_type = F.col("side"), F.col("status"), F.col("txn_type")
+    is_chan = side == "CHANNEL"
     at_channel = side.isin("CHANNEL", "HISTORY") & (status == "SUCCESS")
-    pay_ok = at_channel & (F.col("txn_type") == "PAYMENT")
-    refund_ok = at_channel & (F.col("txn_type") == "REFUND")
-    by_order = Window.partitionBy("order_no")
-    in_order = (Window.partitionBy("order_no", "channel")
-                .orderBy("time", "refund_no", "channel_refund_id", "source_file", "source_line"))
-    running = in_order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    by_channel_order = in_order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)  # same operator
-    df = records.select(
+    pay_ok = at_channel & (txn_type == "PAYMENT")
+    refund_ok = at_channel & (txn_type == "REFUND")
+    # ordered like the key's window, so that this lower window's Sort serves both
+    by_order = (Window.partitionBy(*_SORT[:2]).orderBy(*_SORT[2:])
+                .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+    ranked = records.select(
+        "*", F.xxhash64("order_no").alias("_h"), F.when(is_chan, 0).otherwise(1).alias("_side_rank"),
+        F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1).alias("_ok_rank"))
+    refund_key = F.struct(*[F.col(n) for n in _REFUND_ORDER])
+    fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
+                    F.col("amount").alias("a"))
+    df = ranked.select(
         "*",
-        (F.min(F.when(pay_ok, F.col("channel"))).over(by_order)
-         != F.max(F.when(pay_ok, F.col("channel"))).over(by_order)).alias("_multi"),
-        F.max(F.when(pay_ok, F.col("amount"))).over(by_channel_order).alias("paid_amount"),
-        F.sum(F.when(refund_ok, F.col("amount")).otherwise(F.lit(0).cast(MONEY))).over(running)
-         .alias("refunded_total"),
+        F.min(F.when(pay_ok, F.col("channel"))).over(by_order).alias("_pay_min"),
+        F.max(F.when(pay_ok, F.col("channel"))).over(by_order).alias("_pay_max"),
+        F.collect_list(F.when(pay_ok | refund_ok, fact)).over(by_order).alias("_facts"),
     )
-    return (df.withColumn("multi_channel", F.coalesce(F.col("_multi"), F.lit(False)))
-              .withColumn("over_refund", refund_ok & (side == "CHANNEL") & F.col("paid_amount").isNotNull()
+    here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
+    paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
+    upto = F.filter(here, lambda x: x["r"] & (x["k"] <= refund_key))
+    total = F.aggregate(upto, F.lit(0).cast(MONEY), lambda acc, x: (acc + x["a"]).cast(MONEY))
+    is_refund = txn_type == "REFUND"
+    return (df.withColumn("multi_channel", F.coalesce(F.col("_pay_min") != F.col("_pay_max"), F.lit(False)))
+              .withColumn("paid_amount", F.when(is_refund, paid))
+              .withColumn("refunded_total", F.when(is_refund, total))
+              .withColumn("over_refund", refund_ok & is_chan & F.col("paid_amount").isNotNull()
                           & (F.col("refunded_total") > F.col("paid_amount")))
-              .drop("_multi")
+              .drop("_pay_min", "_pay_max", "_facts")
               .filter(side != "HISTORY"))
 
 
 def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
-    """Give every record exactly one category; one shuffle (by order number) for all of them.
+    """Give every record exactly one category; one shuffle (by order number) and one sort for all of them.
 
     Output: the record columns plus ``category``, ``resolution``, ``age_days``,
     ``emits`` (this record carries the key's discrepancy row), ``n_channel_ok``
@@ -202,12 +229,10 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     is_pay = F.col("txn_type") == "PAYMENT"
     chan_ok = is_chan & (status == "SUCCESS")
 
-    order = [F.when(is_chan, 0).otherwise(1), F.when(chan_ok | (~is_chan & F.col("carried")), 0).otherwise(1),
-             "time", "channel_txn_id", "channel_refund_id", "source_file", "source_line", "status", "amount",
-             "created_at"]
-    w_ord = Window.partitionBy(*KEY).orderBy(*order)
+    # channel side first (SUCCESS first), then local (carried first), then by time: the first of a side is
+    # its primary
+    w_ord = Window.partitionBy(*_SORT[:5]).orderBy(*_KEY_ORDER)
     w_all = w_ord.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    own = F.struct(*[F.col(n) for n in _PRIMARY_FIELDS])
 
     df = records.select(
         "*",
@@ -215,11 +240,11 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
         F.sum(is_chan.cast("int")).over(w_all).alias("n_channel"),
         F.sum((~is_chan).cast("int")).over(w_all).alias("n_local"),
         F.sum(chan_ok.cast("int")).over(w_all).alias("n_channel_ok"),
-        F.first(F.when(is_chan, own), ignorenulls=True).over(w_all).alias("c"),
-        F.first(F.when(~is_chan, own), ignorenulls=True).over(w_all).alias("l"),
+        F.first(F.when(is_chan, F.struct(*_CHANNEL_FIELDS)), ignorenulls=True).over(w_all).alias("c"),
+        F.first(F.when(~is_chan, F.struct(*_LOCAL_FIELDS)), ignorenulls=True).over(w_all).alias("l"),
     )
     rn_side = F.when(is_chan, F.col("_rn")).otherwise(F.col("_rn") - F.col("n_channel"))
-    df = df.withColumn("rn_side", rn_side).drop("_rn")
+    df = df.withColumn("rn_side", rn_side).drop("_rn", "_h", "_side_rank", "_ok_rank")
 
     l, c = F.col("l"), F.col("c")
     has_l, has_c = F.col("n_local") > 0, F.col("n_channel") > 0
@@ -260,7 +285,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
 
     # One-sided: inside the cut-off window (or carried and not yet too old) it is carried, else a break.
     # A break carried from an earlier date stays open (not listed again) until its counterpart comes.
-    lone = F.when(has_l, l).otherwise(c)
+    lone = {f: F.when(has_l, l[f]).otherwise(c[f]) for f in ("first_seen", "time", "carried", "carried_as")}
     lone_age = F.datediff(F.lit(params.day), F.to_date(lone["first_seen"]))
     in_window = lone["time"] >= _by_channel(params.window_starts, "9999-12-31 00:00:00")
     final_one = (F.when(has_l & is_pay, "LOCAL_ONLY").when(has_l, "REFUND_LOCAL_ONLY")
@@ -281,7 +306,10 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     pair_age_days = F.when(pair.isin(_ONE_LOCAL, _ONE_CHANNEL), lone_age).when(any_carried, pair_age).otherwise(0)
 
     extra = F.col("rn_side") > 1
-    category = (F.when(~is_chan & extra, LOCAL_DUPLICATE_KEY)
+    # HELD records sit in keys of their own (the key holds the channel) and the order facts read channel
+    # records only, so they change nothing for the others.
+    category = (F.when(side == "HELD", NOT_RECONCILED)
+                .when(~is_chan & extra, LOCAL_DUPLICATE_KEY)
                 .when(is_chan & extra, F.when(status == "SUCCESS", "DUPLICATE_CHANNEL").otherwise("MATCHED"))
                 .otherwise(pair_final))
     age = (F.when(extra, F.datediff(F.lit(params.day), F.to_date(F.col("first_seen"))))
@@ -291,11 +319,13 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
             .withColumn("still_open", still_open & ~extra).drop("_pair"))
     df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH", expected_fee))
 
-    listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY) & ~F.col("still_open")
-    emits = listed & ((~is_chan & ~extra) | (is_chan & (extra | ~has_l)))
+    listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY, NOT_RECONCILED) & ~F.col("still_open")
+    emits = listed & (is_chan | (~extra & ~has_c))  # a pair's row is carried by its channel primary
     resolution = F.create_map(*[F.lit(x) for kv in RESOLUTIONS.items() for x in kv])[F.col("category")]
     return (df.withColumn("emits", emits)
-              .withColumn("resolution", F.coalesce(resolution, F.lit("INTEGRITY_FAILURE"))))
+              .withColumn("resolution", F.coalesce(resolution, F.when(F.col("category") == NOT_RECONCILED,
+                                                                      F.lit(NOT_RECONCILED)),
+                                                   F.lit("INTEGRITY_FAILURE"))))
 
 
 # -- outputs ----------------------------------------------------------------------------------------------------
@@ -303,9 +333,8 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
 def _shown(df: DataFrame):
     """The local and channel sides a record's discrepancy row shows."""
     is_chan = F.col("side") == "CHANNEL"
-    own = F.struct(*[F.col(n) for n in _PRIMARY_FIELDS])
     lx = F.when(is_chan & (F.col("rn_side") > 1), F.lit(None)).otherwise(F.col("l"))
-    cx = F.when(is_chan, own).otherwise(F.col("c"))
+    cx = F.when(is_chan, F.struct(*_SHOWN_FIELDS))  # a local record carries a row only when it has no channel side
     return lx, cx
 
 

@@ -224,8 +224,9 @@ def test_fee_rounding_rule_comes_from_the_contract(spark, rounding, fee, expecte
     assert {r.category for r in out.collect()} == {expected}
 
 
-def test_every_category_costs_one_shuffle(spark):
-    """All windows are partitioned by order_no or a finer key, so Spark plans exactly one Exchange."""
+def test_every_category_costs_one_shuffle_and_one_sort(spark):
+    """All windows are partitioned by the order or a finer prefix of one sort order, so Spark plans exactly one
+    Exchange and one Sort."""
     ldf = spark.createDataFrame([], local_schema.spark_schema())
     cdf = spark.createDataFrame([], standard.spark_schema())
     idf = spark.createDataFrame([], open_item_spark_schema())
@@ -238,3 +239,4 @@ def test_every_category_costs_one_shuffle(spark):
     finally:
         spark.conf.set("spark.sql.adaptive.enabled", previous)
     assert plan.count("Exchange") == 1, plan
+    assert plan.count("Sort [") == 1, plan
