@@ -16,10 +16,11 @@ so both run on the same master, memory and shuffle partitions.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 
-from jobs.spark import get_spark
+from jobs.spark import get_spark, shuffle_partitions
 from schemas import local as local_schema
 from schemas import standard
 from schemas.csvio import SPARK_CSV_OPTIONS
@@ -35,6 +36,13 @@ def spark_conf(conf_file: str | None) -> dict[str, str]:
     return conf
 
 
+def _size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(path) for n in names
+               if not n.startswith(("_", ".")) and "/_" not in d[len(path):])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--standard", required=True, help="standard CSV file or folder")
@@ -45,7 +53,12 @@ def main(argv=None) -> int:
 
     from pyspark.sql import functions as F
 
-    spark = get_spark(overrides=spark_conf(args.conf))  # the job's session settings, so the comparison is fair
+    conf = spark_conf(args.conf)
+    spark = get_spark(overrides=conf)  # the job's session settings, so the comparison is fair
+    if "spark.sql.shuffle.partitions" not in conf:  # sized to the input as the job sizes its shuffle
+        size = sum(_size(p) for p in (args.standard, args.local))
+        spark.conf.set("spark.sql.shuffle.partitions",
+                       str(shuffle_partitions(size, spark.sparkContext.defaultParallelism)))
 
     channel = (spark.read.schema(standard.spark_schema()).options(**READ_OPTIONS).csv(args.standard)
                .select("order_no", F.col("amount").alias("channel_amount"), "channel_txn_id"))

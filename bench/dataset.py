@@ -270,23 +270,18 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def spark_settings(rows: int, *, driver_memory: str | None = None, cores: int | None = None) -> dict[str, str]:
+def spark_settings(rows: int, *, driver_memory: str | None = None) -> dict[str, str]:
     """[spark] for one machine in local mode.
 
     The driver heap is the same at every N (the job must not need more memory
     for more rows: that is what the benchmark's peak RSS column checks), sized
     for 20M keys: 8 GiB, or 40% of the RAM on a smaller machine, at least 2 GiB.
-    Shuffle partitions grow with N (about 400k input records each, a multiple of
-    the cores); adaptive execution coalesces them when they are small.
+    Shuffle partitions are left to the job, which sizes them to its input.
     """
-    cores = cores or os.cpu_count() or 2
     if driver_memory is None:
         gib = max(2, min(8, int(physical_memory() * 0.4 / 2**30)))
         driver_memory = f"{gib}g"
-    records = rows * 2
-    partitions = max(2 * cores, math.ceil(records / 400_000 / cores) * cores)
-    return {"spark.master": "local[*]", "spark.driver.memory": driver_memory,
-            "spark.sql.shuffle.partitions": str(partitions), "spark.local.dir": "../spark-tmp"}
+    return {"spark.master": "local[*]", "spark.driver.memory": driver_memory, "spark.local.dir": "../spark-tmp"}
 
 
 def write_conf(out: Path, rows: int, spark: dict[str, str]) -> None:

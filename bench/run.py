@@ -394,7 +394,7 @@ def main(argv=None) -> int:
         print(f"Data at {rows:,} keys: local {s.meta['local_rows']:,} rows ({s.meta['local_bytes'] / 1e6:,.0f} MB), "
               f"WeChat Pay bill {s.meta['bill_rows']:,} rows ({s.meta['bill_bytes'] / 1e6:,.0f} MB), "
               f"{s.meta['breaks_share']:.2%} breaks; Spark {sp['spark.master']}, driver memory "
-              f"{sp['spark.driver.memory']}, {sp['spark.sql.shuffle.partitions']} shuffle partitions")
+              f"{sp['spark.driver.memory']}, shuffle partitions sized by the job to its input")
     print(f"Command: python -m bench.run {command}\n")
     print("| stage | records | raw MB | median s | runs (s) | peak RSS MiB | JVM / Python MiB | records/s | MB/s |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")

@@ -113,6 +113,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # -- extract ---------------------------------------------------------------------------------------------
     std = read_standard(spark, storage, [(ch, day) for ch in available])
     local, local_folder, local_files = _read_local(spark, storage, settings, day, available)
+    _size_shuffle(spark, settings, storage, [standard_dir(ch, day) for ch in available],
+                  [posixpath.join(local_folder, n) for n in local_files])
     in_scope = F.col("channel").isin(available)
     prev = previous_result(storage, day)
     if prev is not None and prev != day - dt.timedelta(days=1):
@@ -208,6 +210,27 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         slim.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary
+
+
+def _size_shuffle(spark, settings: Settings, storage: Storage, std_folders: list[str], local_files: list[str]):
+    """Size the classification's shuffle to the input (``jobs.spark.shuffle_partitions``).
+
+    Left alone when the conf's [spark] table or the session (spark-submit --conf) set the number.
+    """
+    from jobs.spark import DEFAULTS, shuffle_partitions
+
+    key, ours = "spark.sql.shuffle.partitions", "recon.shuffle.partitions.sized"
+    if key in settings.spark or (spark.conf.get(key) != DEFAULTS[key] and spark.conf.get(ours, "") != "true"):
+        return
+    total = sum(storage.size(f) for f in local_files)
+    for folder in std_folders:
+        total += sum(storage.size(folder, n) for n in storage.list(folder) if not n.startswith(("_", ".")))
+    if not local_files:  # a JDBC read: about as many local records as channel records, at a third of the bytes
+        total += total // 3
+    partitions = shuffle_partitions(total, spark.sparkContext.defaultParallelism)
+    log.info("input %.0f MB: %d shuffle partitions", total / 2**20, partitions)
+    spark.conf.set(key, str(partitions))
+    spark.conf.set(ours, "true")  # the next date of a backfill sizes again
 
 
 def _phase(what: str, since: float) -> None:

@@ -26,6 +26,16 @@ DEFAULTS = {
 }
 
 
+INPUT_BYTES_PER_PARTITION = 64 << 20  # of input files: about 400,000 records, some 200 MB in the shuffle
+
+
+def shuffle_partitions(input_bytes: int, cores: int) -> int:
+    """Shuffle partitions for a job reading ``input_bytes`` of files: about 64 MB of input each, a multiple of
+    the cores, at least two per core (adaptive execution coalesces those that come out small)."""
+    cores = max(1, cores)
+    return max(2 * cores, -(-input_bytes // INPUT_BYTES_PER_PARTITION // cores) * cores)
+
+
 def get_spark(settings: Settings | None = None, overrides: dict[str, str] | None = None):
     """The active SparkSession, or a new one configured from ``settings``.
 
