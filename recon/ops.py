@@ -261,8 +261,9 @@ def build_command(conf_file: Path, day: dt.date, *, channels: list[str] | None, 
 
     Under spark-submit the driver JVM is already started when our code reads
     the conf, so the settings that must be known before it starts (master,
-    driver memory) are passed on spark-submit's command line, taken from the
-    conf's ``[spark]`` table unless ``submit_args`` already gives them.
+    driver memory, driver JVM options) are passed on spark-submit's command
+    line, taken from the conf's ``[spark]`` table (or the job's defaults)
+    unless ``submit_args`` already gives them.
     """
     recon_args = ["run", "--conf", str(conf_file), "--date", day.isoformat()]
     for name in channels or []:
@@ -275,6 +276,10 @@ def build_command(conf_file: Path, day: dt.date, *, channels: list[str] | None, 
         cmd += ["--master", conf_spark["spark.master"]]
     if "--driver-memory" not in given and "spark.driver.memory" not in given and conf_spark.get("spark.driver.memory"):
         cmd += ["--driver-memory", conf_spark["spark.driver.memory"]]
+    if "--driver-java-options" not in given and "spark.driver.extraJavaOptions" not in given:
+        from jobs.spark import DEFAULTS
+        cmd += ["--driver-java-options", conf_spark.get("spark.driver.extraJavaOptions",
+                                                        DEFAULTS["spark.driver.extraJavaOptions"])]
     cmd += submit_args
     cmd += [str(PROJECT_DIR / "jobs" / "run.py"), *recon_args]
     return cmd
