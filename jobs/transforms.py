@@ -170,6 +170,7 @@ def _round_fee(value: Column, rule: str) -> Column:
 _KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_txn_id", "channel_refund_id", "source_file",
               "source_line", "status", "amount", "created_at")
 _SORT = ("_h", "order_no", "channel", "txn_type", "refund_no", *_KEY_ORDER)
+_PASSIVE = ("merchant_id", "txn_time", "payer_id", "bank", "paid_at")
 _REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "source_file", "source_line")
 
 
@@ -189,8 +190,11 @@ def _order_facts(records: DataFrame) -> DataFrame:
     # ordered like the key's window, so that this lower window's Sort serves both
     by_order = (Window.partitionBy(*_SORT[:2]).orderBy(*_SORT[2:])
                 .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+    # Columns no comparison reads travel as one struct: a window copies each row several times, and one
+    # nested struct is one copy where five strings are five.
     ranked = records.select(
-        "*", F.xxhash64("order_no").alias("_h"), F.when(is_chan, 0).otherwise(1).alias("_side_rank"),
+        *[c for c in records.columns if c not in _PASSIVE], F.struct(*_PASSIVE).alias("_rest"),
+        F.xxhash64("order_no").alias("_h"), F.when(is_chan, 0).otherwise(1).alias("_side_rank"),
         F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1).alias("_ok_rank"))
     refund_key = F.struct(*[F.col(n) for n in _REFUND_ORDER])
     fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
@@ -322,10 +326,11 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY, NOT_RECONCILED) & ~F.col("still_open")
     emits = listed & (is_chan | (~extra & ~has_c))  # a pair's row is carried by its channel primary
     resolution = F.create_map(*[F.lit(x) for kv in RESOLUTIONS.items() for x in kv])[F.col("category")]
-    return (df.withColumn("emits", emits)
-              .withColumn("resolution", F.coalesce(resolution, F.when(F.col("category") == NOT_RECONCILED,
-                                                                      F.lit(NOT_RECONCILED)),
-                                                   F.lit("INTEGRITY_FAILURE"))))
+    df = (df.withColumn("emits", emits)
+            .withColumn("resolution", F.coalesce(resolution, F.when(F.col("category") == NOT_RECONCILED,
+                                                                    F.lit(NOT_RECONCILED)),
+                                                 F.lit("INTEGRITY_FAILURE"))))
+    return df.select(*[c for c in df.columns if c != "_rest"], *[F.col("_rest")[n].alias(n) for n in _PASSIVE])
 
 
 # -- outputs ----------------------------------------------------------------------------------------------------
