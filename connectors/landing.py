@@ -1,5 +1,5 @@
-"""Landing: download to a local .part file (outside raw/), verify, copy into raw/ under a hidden name,
-rename, write a manifest.
+"""Landing: download to a local .part file (outside raw/), verify, move (or copy) into raw/ under a hidden
+name, rename, write a manifest.
 
 A file is never visible under raw/ until it is complete and verified, and
 the manifest is written last. A later run that finds the landed file
@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import posixpath
-import shutil
 import time
 
 from connectors.base import Connector, PartFile
@@ -22,7 +21,7 @@ from connectors.retry import RetryPolicy, fetch_with_retries
 from recon import registry
 from recon.config import ChannelSettings
 from recon.errors import IntegrityError, RetriableError
-from recon.storage import CHUNK, Storage
+from recon.storage import Storage
 
 log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
@@ -50,13 +49,24 @@ def landed_manifest(storage: Storage, channel: str, day: dt.date) -> dict | None
     return manifest
 
 
-def _digests(path: str) -> tuple[str, str]:
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1()  # sha1 only to compare with channels that publish it
-    with open(path, "rb") as fh:  # the local part file
-        while chunk := fh.read(CHUNK):
-            sha256.update(chunk)
-            sha1.update(chunk)
-    return sha256.hexdigest(), sha1.hexdigest()
+HASH_CHUNK = 8 << 20  # bytes hashed (and copied) per read
+
+
+def _digests(src, *, sha1: bool = False, copy_to=None) -> tuple[str, str | None]:
+    """(sha256, sha1 or None) of a binary stream, read once; ``copy_to`` (a binary stream) gets the bytes too.
+
+    SHA-1 is computed only when asked (to compare with channels that publish it).
+    """
+    digests = [hashlib.sha256()] + ([hashlib.sha1()] if sha1 else [])
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    while n := src.readinto(buf):
+        chunk = view[:n]
+        for digest in digests:
+            digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(bytes(chunk))  # its own bytes: a stream may keep what it is given
+    return digests[0].hexdigest(), (digests[1].hexdigest() if sha1 else None)
 
 
 def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: str, timezone: str = "Asia/Shanghai",
@@ -103,17 +113,26 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
         part.progress.finish()
         total_attempts += attempts
         size = part.offset
-        sha256, sha1 = _digests(part.path)
+        hidden = posixpath.join(folder, f".{name}.part")
+        part.close()
+        # Into raw/ under the hidden name, reading the bytes once: a rename when the root is this machine's
+        # disk (then hashed where they landed), else one pass that hashes and copies. Nothing is visible
+        # before the checks below, and a failed check removes it.
+        want_sha1 = bool(info.expected_sha1)
+        if storage.adopt_local_file(part.path, hidden):
+            with storage.open_read(hidden) as landed:
+                sha256, sha1 = _digests(landed, sha1=want_sha1)
+        else:
+            with open(part.path, "rb", buffering=0) as src, storage.open_write(hidden) as dst:  # the local part
+                sha256, sha1 = _digests(src, sha1=want_sha1, copy_to=dst)
         for kind, expected, actual in (("sha256", info.expected_sha256, sha256), ("SHA-1", info.expected_sha1, sha1)):
             if expected and expected.lower() != actual:
+                storage.delete(hidden)
                 part.discard()
                 raise IntegrityError(f"{kind} of the received file is {actual}, the channel says {expected}",
                                      channel=channel.name, date=d, file=name,
                                      hint="the channel served a different file than it described; nothing was "
                                           "landed; run again later or ask the channel")
-        hidden = posixpath.join(folder, f".{name}.part")
-        with open(part.path, "rb") as src, storage.open_write(hidden) as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
         storage.move(hidden, posixpath.join(folder, name))
         part.discard()
         entries.append({"name": name, "source": info.source, "size": size, "sha256": sha256, "attempts": attempts})

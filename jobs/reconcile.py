@@ -146,7 +146,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # the few that are listed, carried or broken (a full-width persist of every row costs more than the job).
     outcomes = tx.classify(records, params)
     slim = tx.slim_outcomes(outcomes).persist()
-    rows = tx.listed_rows(slim)
+    rows = tx.listed_rows(slim).persist()  # the few listed rows, read by each of the three files below
     try:
         try:
             totals = [r.asDict() for r in tx.category_totals(slim).collect()]
@@ -207,6 +207,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             raise
         storage.swap_in(staged, recon_dir(day))
     finally:
+        rows.unpersist()
         slim.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary

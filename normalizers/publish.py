@@ -1,18 +1,22 @@
 """Normalize a landed statement and publish standard/{channel}/{D}/ atomically.
 
 Published folder: ``<statement>.csv`` (standard records), ``_rejects.csv``,
-``_manifest.json`` (counts, control totals, source checksums) and
-``_SUCCESS``. Names starting with ``_`` are invisible to Spark's reader, so
-the job reads the folder and sees only standard rows. When a statement fails
-an integrity check nothing is published for that channel and date, and a
-result published earlier from another download is withdrawn.
+``_columnar/<statement>.parquet`` (the same records as Parquet, see
+``ColumnarCopy``), ``_manifest.json`` (counts, control totals, source
+checksums) and ``_SUCCESS``. Names starting with ``_`` are invisible to
+Spark's reader, so the job reads the folder and sees only standard rows.
+When a statement fails an integrity check nothing is published for that
+channel and date, and a result published earlier from another download is
+withdrawn.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import posixpath
+from operator import attrgetter
 
 from connectors.landing import landed_manifest, raw_dir
 from normalizers.base import Normalizer, RawStatement, Sink
@@ -26,6 +30,9 @@ from schemas.standard import StandardRecord
 
 log = logging.getLogger(__name__)
 
+COLUMNAR_DIR = "_columnar"  # starts with "_": invisible to Spark's CSV read of the folder
+TEXT_FLUSH_CHARS = 1 << 20  # row-by-row CSV text is encoded and written in pieces of about this size
+
 
 def standard_dir(channel: str, day: dt.date) -> str:
     return posixpath.join("standard", channel, day.isoformat())
@@ -35,19 +42,25 @@ def is_published(storage: Storage, channel: str, day: dt.date) -> bool:
     return storage.is_file(standard_dir(channel, day), "_SUCCESS")
 
 
-def bulk_csv(table) -> str:
-    """CSV rows (no header) of a standard-record table, byte-identical to ``csvio.writer``'s.
+def bulk_csv_buffer(table):
+    """CSV rows (no header, UTF-8) of a standard-record table as a pyarrow Buffer, byte-identical to
+    ``csvio.writer``'s.
 
     The bulk path is only given values that need no quoting (normalizers
     check), so Arrow's unquoted writer and Python's minimal quoting agree.
     """
-    import io
-
+    import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-    return buf.getvalue().decode("utf-8")
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="none",
+                                                   batch_size=max(1, table.num_rows)))
+    return buf.getvalue()
+
+
+def bulk_csv(table) -> str:
+    """``bulk_csv_buffer`` as text."""
+    return bulk_csv_buffer(table).to_pybytes().decode("utf-8")
 
 
 def make_normalizer(channel: ChannelSettings) -> Normalizer:
@@ -56,26 +69,152 @@ def make_normalizer(channel: ChannelSettings) -> Normalizer:
     return cls(channel)
 
 
+def columnar_name(standard_file: str) -> str:
+    """The Parquet copy of ``{stem}.csv``, relative to the standard folder: ``_columnar/{stem}.parquet``."""
+    return posixpath.join(COLUMNAR_DIR, posixpath.splitext(standard_file)[0] + ".parquet")
+
+
+class ColumnarCopy:
+    """The standard records as Parquet: the same rows in the same order, as Spark reads the standard CSV.
+
+    Columns are ``standard.COLUMNS`` with ``standard.arrow_schema()`` types.
+    Values are what Spark's CSV reader gives for the CSV with the project's
+    options (``nullValue`` is ""): an empty string field is null. Bulk tables
+    are written as they come; single records are buffered into Arrow batches
+    of ``batch_rows``. Row groups hold at least ``group_rows`` rows (the last
+    one fewer).
+    """
+
+    # few distinct values: dictionary-encoded; the identifiers are not (it would only cost time)
+    DICTIONARY = ["channel", "merchant_id", "txn_type", "status", "currency", "bank", "source_file"]
+    # min/max kept where a reader can use them; string statistics of the identifiers cost time for nothing
+    STATISTICS = ["amount", "fee", "coupon_amount", "txn_time", "source_line"]
+
+    def __init__(self, stream, *, batch_rows: int = 65536, group_rows: int = 65536):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.schema = standard.arrow_schema()
+        self._writer = pq.ParquetWriter(stream, self.schema, compression="snappy", use_dictionary=self.DICTIONARY,
+                                        write_statistics=self.STATISTICS, store_decimal_as_integer=True,
+                                        data_page_size=4 << 20, write_batch_size=64 << 10)
+        self._strings = {i for i, f in enumerate(self.schema) if pa.types.is_string(f.type)}
+        self._values = attrgetter(*standard.COLUMNS)
+        self._records: list[tuple] = []
+        self._tables: list = []  # converted tables not yet written (fewer than group_rows rows in all)
+        self._buffered = 0
+        self.batch_rows, self.group_rows = batch_rows, group_rows
+        self.rows = 0
+
+    def record(self, rec: StandardRecord) -> None:
+        self._records.append(self._values(rec))
+        if len(self._records) >= self.batch_rows:
+            self._flush_records()
+
+    def table(self, table) -> None:
+        self._flush_records()
+        self._add(self._as_spark_reads(table))
+
+    def close(self) -> None:
+        """Write what is buffered and the Parquet footer."""
+        self._flush_records()
+        self._write()
+        self._writer.close()
+
+    def abandon(self) -> None:
+        """Forget the file (it is being deleted): no footer is written, now or when collected."""
+        self._records, self._tables, self._buffered = [], [], 0
+        self._writer.is_open = False
+
+    # -- inside ------------------------------------------------------------------------------------------------
+    def _flush_records(self) -> None:
+        import pyarrow as pa
+
+        if not self._records:
+            return
+        columns = list(zip(*self._records))
+        self._records = []
+        arrays = [pa.array([None if v == "" else v for v in values] if i in self._strings else values, f.type)
+                  for i, (values, f) in enumerate(zip(columns, self.schema))]
+        self._add(pa.Table.from_arrays(arrays, schema=self.schema))
+
+    def _as_spark_reads(self, table):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = table.select(list(standard.COLUMNS)).cast(self.schema)
+        null = pa.scalar(None, pa.string())
+        arrays = []
+        for i, column in enumerate(table.columns):
+            if i in self._strings:
+                blank = pc.equal(column, "")
+                if pc.any(blank).as_py():
+                    column = pc.if_else(blank, null, column)
+            arrays.append(column)
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _add(self, table) -> None:
+        self._tables.append(table)
+        self._buffered += table.num_rows
+        self.rows += table.num_rows
+        if self._buffered >= self.group_rows:
+            self._write()
+
+    def _write(self) -> None:
+        import pyarrow as pa
+
+        if not self._buffered:
+            self._tables, self._buffered = [], 0
+            return
+        table = self._tables[0] if len(self._tables) == 1 else pa.concat_tables(self._tables)
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._tables, self._buffered = [], 0
+
+
 class _CsvSink(Sink):
-    def __init__(self, channel: str, day: dt.date, source_file: str, records_out, rejects_out):
+    """Writes the standard CSV (``records_out``, binary), the rejects and, if given, the columnar copy."""
+
+    def __init__(self, channel: str, day: dt.date, source_file: str, records_out, rejects_out,
+                 columnar: ColumnarCopy | None = None):
         self.channel, self.day, self.source_file = channel, day.isoformat(), source_file
         self._out = records_out
-        self.records = csvio.writer(records_out)
+        self._text = io.StringIO(newline="")
+        self.records = csvio.writer(self._text)
         self.rejects = rejects_out
+        self.columnar = columnar
         self.record_count = 0
         self.reject_count = 0
+        self.records.writerow(standard.COLUMNS)
 
     def record(self, rec: StandardRecord) -> None:
         self.records.writerow(rec.as_csv_row())
         self.record_count += 1
+        if self.columnar is not None:
+            self.columnar.record(rec)
+        if self._text.tell() >= TEXT_FLUSH_CHARS:
+            self._flush_text()
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         self.rejects.writerow([self.channel, self.day, self.source_file, line, reason, raw])
         self.reject_count += 1
 
     def records_table(self, table) -> None:
-        self._out.write(bulk_csv(table))
+        self._flush_text()
+        self._out.write(bulk_csv_buffer(table))
         self.record_count += table.num_rows
+        if self.columnar is not None:
+            self.columnar.table(table)
+
+    def close(self) -> None:
+        """Write what is buffered (call before the output streams close)."""
+        self._flush_text()
+
+    def _flush_text(self) -> None:
+        text = self._text.getvalue()
+        if text:
+            self._out.write(text.encode("utf-8"))
+            self._text.seek(0)
+            self._text.truncate()
 
 
 def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) -> dict:
@@ -96,14 +235,23 @@ def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) 
             for entry in raw["files"]:
                 name = entry["name"]
                 out_name = posixpath.splitext(name)[0] + ".csv"
-                with storage.open_text_write(staged, out_name) as rec_fh, \
+                parquet_name = columnar_name(out_name)
+                with storage.open_write(staged, out_name) as rec_fh, \
+                        storage.open_write(staged, parquet_name) as col_fh, \
                         storage.open_read(raw_dir(channel.name, day), name) as raw_fh:
-                    csvio.writer(rec_fh).writerow(standard.COLUMNS)
-                    sink = _CsvSink(channel.name, day, name, rec_fh, rejects)
-                    report = normalizer.normalize(RawStatement(channel.name, day, name, raw_fh), sink)
+                    columnar = ColumnarCopy(col_fh)
+                    sink = _CsvSink(channel.name, day, name, rec_fh, rejects, columnar)
+                    try:
+                        report = normalizer.normalize(RawStatement(channel.name, day, name, raw_fh), sink)
+                    except BaseException:
+                        columnar.abandon()
+                        raise
+                    sink.close()
+                    columnar.close()
                 files.append({
                     "source_file": name, "raw_sha256": entry["sha256"], "standard_file": out_name,
                     "records": sink.record_count, "rejects": sink.reject_count,
+                    "columnar_file": parquet_name, "columnar_rows": columnar.rows,
                     "control_totals": report.as_dict(),
                 })
                 log.info("channel %s date %s: %s -> %d standard rows, %d rejects", channel.name, day, name,

@@ -15,10 +15,18 @@ from schemas.outputs import REJECT_COLUMNS
 
 
 class MemorySink(Sink):
-    """Collects records and rejects as CSV text, exactly as the published files hold them."""
+    """Collects records and rejects as CSV text, exactly as the published files hold them, and the
+    Parquet copy of the records as ``normalize_channel`` writes it (``columnar_table()``)."""
 
     def __init__(self, channel: str, day: dt.date, source_file: str):
+        import pyarrow as pa
+
+        from normalizers.publish import ColumnarCopy
+
         self.channel, self.day, self.source_file = channel, day.isoformat(), source_file
+        self._parquet = pa.BufferOutputStream()
+        self.columnar = ColumnarCopy(self._parquet, batch_rows=3, group_rows=4)  # small: several batches and groups
+        self._columnar_table = None
         self.records_io, self.rejects_io = io.StringIO(newline=""), io.StringIO(newline="")
         self._records, self._rejects = csvio.writer(self.records_io), csvio.writer(self.rejects_io)
         self._records.writerow(standard.COLUMNS)
@@ -30,6 +38,7 @@ class MemorySink(Sink):
     def record(self, rec) -> None:
         self.records.append(rec)
         self._records.writerow(rec.as_csv_row())
+        self.columnar.record(rec)
 
     def records_table(self, table) -> None:
         from normalizers.publish import bulk_csv
@@ -37,6 +46,17 @@ class MemorySink(Sink):
         self.bulk_batches += 1
         self.records.extend(StandardRecord(**row) for row in table.to_pylist())
         self.records_io.write(bulk_csv(table))
+        self.columnar.table(table)
+
+    def columnar_table(self):
+        """The Parquet copy of the records, read back (the copy is closed on the first call)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._columnar_table is None:
+            self.columnar.close()
+            self._columnar_table = pq.read_table(pa.BufferReader(self._parquet.getvalue()))
+        return self._columnar_table
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         self.reject_lines.append(line)

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -30,16 +33,17 @@ from schemas.standard import StandardRecord
 
 SUMMARY_FIRST = "总交易单数"
 SUMMARY_FIRST_BYTES = SUMMARY_FIRST.encode("utf-8")
-BLOCK_BYTES = 16 << 20  # about 50,000 bill lines per Arrow batch
+BLOCK_BYTES = 16 << 20  # about 65,000 bill lines per Arrow batch
+MAX_WORKERS = 4  # threads converting blocks in bulk (Arrow releases the GIL); more buys nothing on 16 MB blocks
 # columns the bulk path reads (besides the column set's role columns)
 BULK_COLUMNS = ("交易时间", "商户号", "微信订单号", "商户订单号", "用户标识", "交易状态", "付款银行", "货币种类", "手续费",
                 "商户退款单号", "微信退款单号", "退款状态", "退款成功时间", "退款申请时间")
 AMOUNT_2DP = r"^\d{1,16}(\.\d{1,2})?$"      # what parse_money accepts, non-negative (StandardRecord's rule)
 SIGNED_2DP = r"^-?\d{1,16}(\.\d{1,2})?$"
 SIGNED_5DP = r"^-?\d{1,16}(\.\d{1,5})?$"
-# a value starting or ending with a character Python's str.strip() removes
-_PY_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-NEEDS_ROW_PATH = f'^{_PY_SPACE}|{_PY_SPACE}$|"'
+# the characters Python's str.strip() removes (str.isspace(); a test checks it against the running Python)
+PY_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
+                "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 FREE_TEXT = ("商户号", "微信订单号", "商户订单号", "用户标识", "付款银行", "货币种类", "商户退款单号", "微信退款单号")
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 PAYMENT_STATUS = {"SUCCESS": "SUCCESS", "REVOKED": "REVOKED", "CLOSED": "CLOSED", "USERPAYING": "PROCESSING",
@@ -113,6 +117,11 @@ def column_set(header: tuple[str, ...]) -> ColumnSet | None:
     return next((cs for cs in COLUMN_SETS if cs.matches(header)), None)
 
 
+def sums_columns(cs: ColumnSet) -> list[str]:
+    """The detail columns the summary row totals, each once, in a fixed order."""
+    return list(dict.fromkeys(c for c in cs.summary.values() if c))
+
+
 class RowError(ValueError):
     """A data row that cannot become a standard record."""
 
@@ -130,25 +139,36 @@ def _open(raw: RawStatement):
 
 
 def _blocks(stream, first_line: int):
-    """(number of the first line, bytes of whole lines) in blocks of about BLOCK_BYTES.
+    """(number of the first line, bytes of whole lines, number of lines) in blocks of about BLOCK_BYTES.
 
-    A last line without its newline gets one, so every block ends with b"\n".
+    Each block is a fresh ``bytearray`` read into directly (no copies of the
+    data besides the partial last line carried over). A last line without its
+    newline gets one, so every block ends with b"\n".
     """
     leftover, line = b"", first_line
     while True:
-        chunk = stream.read(BLOCK_BYTES)
-        if not chunk:
+        buf = bytearray(len(leftover) + BLOCK_BYTES)
+        buf[:len(leftover)] = leftover
+        size, view = len(leftover), memoryview(buf)
+        while size < len(buf):
+            got = stream.readinto(view[size:])
+            if not got:
+                break
+            size += got
+        view.release()
+        if size == len(leftover):  # end of file
             if leftover:
-                yield line, leftover + b"\n"
+                yield line, bytearray(leftover + b"\n"), 1
             return
-        data = leftover + chunk
-        cut = data.rfind(b"\n")
+        cut = buf.rfind(b"\n", 0, size)
         if cut < 0:
-            leftover = data
+            leftover = bytes(buf[:size])
             continue
-        block, leftover = data[:cut + 1], data[cut + 1:]
-        yield line, block
-        line += block.count(b"\n")
+        leftover = bytes(buf[cut + 1:size])
+        del buf[cut + 1:]
+        lines = buf.count(b"\n")
+        yield line, buf, lines
+        line += lines
 
 
 def _split(block: bytes, first_line: int):
@@ -157,15 +177,26 @@ def _split(block: bytes, first_line: int):
         yield first_line + offset, data.rstrip(b"\r")
 
 
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cores))
+
+
 class WeChatPayNormalizer(Normalizer):
     """The WeChat Pay trade bill (ALL / SUCCESS / REFUND; new and old column sets; plain or gzip).
 
-    Rows are read in batches; a batch whose rows are all clean is converted
-    with Arrow in one go (``bulk``), any other batch row by row. Both give
-    the same records, byte for byte (a test compares them).
+    Rows are read in blocks; a block whose rows are all clean is converted
+    with Arrow in one go (``bulk``), any other block row by row. Both give
+    the same records, byte for byte (a test compares them). Blocks are
+    converted on ``workers`` threads (Arrow's kernels release the GIL) and
+    handed to the sink in file order, so the output does not depend on it.
     """
 
     bulk = True
+    workers: int | None = None  # threads for the bulk conversion; None: one per core (at most MAX_WORKERS)
 
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
@@ -199,41 +230,71 @@ class WeChatPayNormalizer(Normalizer):
         blind: set[str] = set()  # summed columns a rejected row made impossible to verify
         summary_line = summary = summary_header = None
         last_line = 1
+        bulk = self.bulk and self._bulk_possible(raw)
+        workers = (self.workers or _workers()) if bulk else 1
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="wechatpay-bulk") if workers > 1 else None
+        pending: deque = deque()  # blocks handed out, in file order: (bulk job or None, block, first line, lines)
 
-        def detail_lines(block: bytes, first_line: int) -> None:
-            """Data lines only. A clean block goes in bulk; anything else line by line (same result)."""
-            if self.bulk and self._bulk_batch(block, first_line, header, index, cs, raw, sink, sums):
-                report.data_rows += block.count(b"\n")
+        def finish(item) -> None:
+            """Hand one block's rows to the sink: the bulk result, or (no result) row by row."""
+            job, block, first_line, lines = item
+            result = job.result() if isinstance(job, Future) else job
+            if result is not None:
+                table, block_sums = result
+                for col, total in block_sums.items():
+                    sums[col] += total
+                report.data_rows += lines
+                sink.records_table(table)
                 return
             for number, data in _split(block, first_line):
                 if data.strip():
                     report.data_rows += 1
                     self._row(number, data, header, index, cs, raw, sink, sums, blind)
 
-        for first_line, block in _blocks(stream, 2):
-            last_line = self._last_line = first_line + block.count(b"\n") - 1
-            if summary_line is None:
-                at = 0 if block.startswith(SUMMARY_FIRST_BYTES) else block.find(b"\n" + SUMMARY_FIRST_BYTES) + 1
-                if at <= 0 and not block.startswith(SUMMARY_FIRST_BYTES):
-                    detail_lines(block, first_line)
-                    continue
-                if at:
-                    detail_lines(block[:at], first_line)
-                first_line += block[:at].count(b"\n")
-                block = block[at:]
-            for number, data in _split(block, first_line):
+        def detail_lines(block: bytes, first_line: int, lines: int) -> None:
+            """Data lines only. A clean block goes in bulk; anything else line by line (same result)."""
+            if not bulk:
+                job = None
+            elif pool is not None:
+                job = pool.submit(self._bulk_batch, block, first_line, lines, header, index, cs, raw)
+            else:
+                job = self._bulk_batch(block, first_line, lines, header, index, cs, raw)
+            pending.append((job, block, first_line, lines))
+            while len(pending) > (workers if pool is not None else 0):
+                finish(pending.popleft())
+
+        try:
+            for first_line, block, lines in _blocks(stream, 2):
+                last_line = self._last_line = first_line + lines - 1
                 if summary_line is None:
-                    text = data.decode("utf-8", "replace")
-                    summary_line, summary_header = number, tuple(text.split(","))
-                    if not set(summary_header) <= set(cs.summary) or SUMMARY_FIRST not in summary_header:
-                        raise IntegrityError(f"summary header {text!r} does not match the {cs.name} column set",
-                                             line=number, **where, hint="a normalizer update is needed")
-                elif summary is None:
-                    if data.strip():
-                        summary = self._parse_summary(data, number, summary_header, where)
-                elif data.strip():
-                    raise IntegrityError("unexpected content after the summary row", line=number, **where,
-                                         hint="the file is not a single WeChat bill; download it again")
+                    at = 0 if block.startswith(SUMMARY_FIRST_BYTES) else block.find(b"\n" + SUMMARY_FIRST_BYTES) + 1
+                    if at <= 0 and not block.startswith(SUMMARY_FIRST_BYTES):
+                        detail_lines(block, first_line, lines)
+                        continue
+                    if at:
+                        detail = block[:at]
+                        detail_rows = detail.count(b"\n")
+                        detail_lines(detail, first_line, detail_rows)
+                        first_line += detail_rows
+                    block = block[at:]
+                for number, data in _split(block, first_line):
+                    if summary_line is None:
+                        text = data.decode("utf-8", "replace")
+                        summary_line, summary_header = number, tuple(text.split(","))
+                        if not set(summary_header) <= set(cs.summary) or SUMMARY_FIRST not in summary_header:
+                            raise IntegrityError(f"summary header {text!r} does not match the {cs.name} column set",
+                                                 line=number, **where, hint="a normalizer update is needed")
+                    elif summary is None:
+                        if data.strip():
+                            summary = self._parse_summary(data, number, summary_header, where)
+                    elif data.strip():
+                        raise IntegrityError("unexpected content after the summary row", line=number, **where,
+                                             hint="the file is not a single WeChat bill; download it again")
+            while pending:
+                finish(pending.popleft())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         if summary is None:
             raise IntegrityError("the summary line (总交易单数…) is missing: the file is truncated after this line",
                                  line=summary_line or last_line, **where, hint="download the statement again")
@@ -259,102 +320,163 @@ class WeChatPayNormalizer(Normalizer):
         except (RowError, MoneyError, ValueError) as exc:
             sink.reject(number, str(exc), text)
 
-    # -- in bulk: the same result for clean batches, vectorized with Arrow -------------------------------------
-    def _bulk_batch(self, block: bytes, first_line: int, header, index, cs, raw, sink: Sink, sums: dict) -> bool:
-        """Convert a block of lines in one go if every row is clean; False (nothing done) otherwise."""
+    # -- in bulk: the same result for clean blocks, vectorized with Arrow --------------------------------------
+    def _bulk_possible(self, raw: RawStatement) -> bool:
+        """The bulk path writes names unquoted: a file or channel name that needs CSV quoting goes row by row."""
+        return not (any(c in raw.name for c in ',"\r\n') or any(c in self.channel.name for c in ',"'))
+
+    def _bulk_batch(self, block: bytes, first_line: int, lines: int, header, index, cs, raw):
+        """(standard table, sums of the block's summed columns) if every row of the block is clean, else None.
+
+        Runs on a worker thread: it only reads its arguments. The conditions
+        are exactly those under which the row path gives no reject and the
+        same values (the property test compares the two paths).
+        """
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.csv as pacsv
 
-        if any(c in raw.name for c in ',"\r\n') or any(c in self.channel.name for c in ',"'):
-            return False
+        if not lines:
+            return None
+        wanted = set(BULK_COLUMNS) | {cs.sub_merchant, cs.amount, cs.coupon, cs.refund_amount, cs.refund_coupon} \
+            | {c for c in cs.summary.values() if c}
+        present = [name for name in header if name in wanted]
         try:
             table = pacsv.read_csv(
-                io.BytesIO(block),
-                read_options=pacsv.ReadOptions(column_names=list(header)),
+                pa.BufferReader(block),
+                read_options=pacsv.ReadOptions(column_names=list(header), use_threads=False),
                 parse_options=pacsv.ParseOptions(delimiter=",", quote_char=False, escape_char=False,
                                                  newlines_in_values=False, ignore_empty_lines=False),
-                convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                                     strings_can_be_null=False))
+                convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in present},
+                                                     include_columns=present, strings_can_be_null=False))
         except (pa.ArrowInvalid, UnicodeDecodeError):
-            return False  # a row with the wrong number of fields, or not UTF-8: row by row
+            return None  # a row with the wrong number of fields, or not UTF-8: row by row
         n = table.num_rows
-        if n != block.count(b"\n"):
-            return False  # a blank line or a stray CR: line numbers would shift
-        empty = pc.fill_null(pa.nulls(n, pa.string()), "")
-
-        def col(name: str):
-            if name not in index:
-                return empty
-            values = table.column(name)
-            return pc.if_else(pc.starts_with(values, "`"), pc.utf8_slice_codeunits(values, 1), values)
+        if n != lines:
+            return None  # a blank line or a stray CR: line numbers would shift
+        # the columns read above are checked as UTF-8 by Arrow; the others (goods names…) must be too
+        try:  # the whole block as one value, cast to text: Arrow validates it without copying it
+            pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.array([0, len(block)], pa.int64()).buffers()[1],
+                                                         pa.py_buffer(block)]).cast(pa.large_string())
+        except pa.ArrowInvalid:
+            return None
+        empty = pa.repeat(pa.scalar("", pa.string()), n)
 
         def ok(mask) -> bool:
-            return bool(pc.all(mask).as_py()) if n else True
+            return bool(pc.all(mask).as_py())
 
-        used = {name: col(name) for name in set(BULK_COLUMNS) | {cs.sub_merchant, cs.amount, cs.coupon,
-                                                                  cs.refund_amount, cs.refund_coupon}
-                | {c for c in cs.summary.values() if c}}
-        # What the row path would change, in the free-text columns: surrounding whitespace (it strips) and
-        # quotes (they need CSV quoting). The other columns are pinned by exact regexes or set membership.
+        cols = {}
+
+        def col(name: str):
+            """The column's values without their leading backtick ("" when the bill has no such column)."""
+            if name not in cols:
+                if name not in index:
+                    cols[name] = empty
+                else:
+                    values = table.column(name)
+                    ticked = pc.starts_with(values, "`")
+                    if ok(ticked) and not pc.any(pc.starts_with(values, "``")).as_py():
+                        cols[name] = pc.ascii_ltrim(values, "`")  # one backtick each: trimming is removing it
+                    else:
+                        cols[name] = pc.if_else(ticked, pc.utf8_slice_codeunits(values, 1), values)
+            return cols[name]
+
+        status = col("交易状态")
+        if "退款成功时间" in index:  # a REFUND bill: every row is a refund
+            refund = pa.repeat(pa.scalar(True), n)
+            any_refund = True
+        else:
+            refund = pc.equal(status, "REFUND")
+            any_refund = bool(pc.any(refund).as_py())
+        amount = pc.if_else(refund, col(cs.refund_amount), col(cs.amount)) if any_refund else col(cs.amount)
+        coupon = pc.if_else(refund, col(cs.refund_coupon), col(cs.coupon)) if any_refund else col(cs.coupon)
+        summed = [c for c in sums_columns(cs) if c in index and c != FEE_COLUMN]
+        # The free-text columns as the row path would leave them: no surrounding whitespace (it strips), no
+        # quotes (they need CSV quoting). The other columns are pinned by exact patterns or set membership.
+        quotes = b'"' in block
         for name in FREE_TEXT + (cs.sub_merchant,):
-            if not ok(pc.invert(pc.match_substring_regex(used[name], NEEDS_ROW_PATH))):
-                return False
-        status = used["交易状态"]
-        refund = pc.equal(status, "REFUND") if "退款成功时间" not in index else pc.fill_null(
-            pc.equal(empty, ""), True)
-        refund_time = pc.if_else(pc.not_equal(used["退款成功时间"], ""), used["退款成功时间"], used["退款申请时间"])
-        is_time = lambda v: pc.match_substring_regex(v, TIME.pattern)  # noqa: E731
-        amount = pc.if_else(refund, used[cs.refund_amount], used[cs.amount])
-        coupon = pc.if_else(refund, used[cs.refund_coupon], used[cs.coupon])
-        checks = [
-            is_time(used["交易时间"]),
-            pc.or_(pc.invert(refund), pc.or_(pc.equal(refund_time, ""), is_time(refund_time))),
-            pc.if_else(refund, pc.is_in(used["退款状态"], pa.array(list(REFUND_STATUS))),
-                       pc.is_in(status, pa.array(list(PAYMENT_STATUS)))),
-            pc.match_substring_regex(amount, AMOUNT_2DP),
-            pc.match_substring_regex(coupon, SIGNED_2DP),
-            pc.match_substring_regex(used[FEE_COLUMN], SIGNED_5DP),
-            pc.not_equal(used["商户订单号"], ""),
-            pc.or_(pc.invert(refund), pc.not_equal(used["商户退款单号"], "")),
-        ]
-        checks += [pc.match_substring_regex(used[c], SIGNED_5DP if c == FEE_COLUMN else SIGNED_2DP)
-                   for c in sums if c in index]
-        if not all(ok(c) for c in checks):
-            return False
+            values = col(name)
+            if not ok(pc.equal(pc.utf8_trim(values, PY_WHITESPACE), values)):
+                return None
+            if quotes and pc.any(pc.match_substring(values, '"')).as_py():
+                return None
+        if not ok(pc.not_equal(col("商户订单号"), "")):
+            return None
+        if not ok(pc.match_substring_regex(col("交易时间"), TIME.pattern)):
+            return None
+        # Every amount in one regex per row, over the values joined with "," (a value of the unquoted bill never
+        # holds a comma, so this is each value against its own pattern): the amount (not negative), the coupon,
+        # the fee (5 decimals) and every summed column.
+        fields = [amount, coupon, col(FEE_COLUMN)] + [col(c) for c in summed]
+        patterns = [AMOUNT_2DP, SIGNED_2DP, SIGNED_5DP] + [SIGNED_2DP] * len(summed)
+        joined = "^" + ",".join(p[1:-1].replace("(", "(?:") for p in patterns) + "$"  # no capture: faster
+        if not ok(pc.match_substring_regex(pc.binary_join_element_wise(*fields, ","), joined)):
+            return None
+        refund_time = None
+        if any_refund:
+            if not ok(pc.or_(pc.invert(refund), pc.not_equal(col("商户退款单号"), ""))):
+                return None
+            if "退款成功时间" in index or "退款申请时间" in index:
+                refund_time = pc.if_else(pc.not_equal(col("退款成功时间"), ""), col("退款成功时间"), col("退款申请时间"))
+                if not ok(pc.or_(pc.invert(refund), pc.or_(pc.equal(refund_time, ""),
+                                                          pc.match_substring_regex(refund_time, TIME.pattern)))):
+                    return None
 
         def mapped(values, mapping: dict):
             keys = list(mapping)
             return pc.take(pa.array([mapping[k] for k in keys]), pc.index_in(values, pa.array(keys)))
 
-        money = pa.decimal128(18, 2)
-        sub = used[cs.sub_merchant]
-        out = pa.table({
-            "channel": pc.fill_null(pa.nulls(n, pa.string()), self.channel.name),
-            "merchant_id": pc.if_else(pc.is_in(sub, pa.array(["", "0"])), used["商户号"], sub),
-            "txn_type": pc.if_else(refund, "REFUND", "PAYMENT"),
-            "order_no": used["商户订单号"],
-            "refund_no": pc.if_else(refund, used["商户退款单号"], ""),
-            "channel_txn_id": used["微信订单号"],
-            "channel_refund_id": pc.if_else(refund, used["微信退款单号"], ""),
-            "status": pc.if_else(refund, mapped(used["退款状态"], REFUND_STATUS), mapped(status, PAYMENT_STATUS)),
-            "currency": pc.if_else(pc.equal(used["货币种类"], ""), "CNY", used["货币种类"]),
-            "amount": amount.cast(money),
-            "fee": pc.round(used[FEE_COLUMN].cast(pa.decimal128(18, 5)), ndigits=2,
-                            round_mode="half_towards_infinity").cast(money),
-            "coupon_amount": coupon.cast(money),
-            "txn_time": pc.if_else(pc.and_(refund, pc.not_equal(refund_time, "")), refund_time, used["交易时间"]),
-            "payer_id": used["用户标识"],
-            "bank": used["付款银行"],
-            "source_file": pc.fill_null(pa.nulls(n, pa.string()), raw.name),
-            "source_line": pa.array(range(first_line, first_line + n), pa.int64()),
-        })
-        for c in sums:
-            if c in index:
-                total = pc.sum(used[c].cast(pa.decimal128(18, 5 if c == FEE_COLUMN else 2))).as_py()
-                sums[c] += total if total is not None else Decimal(0)
-        sink.records_table(out)
-        return True
+        # a value outside the mapping comes out null: the row path would reject that row
+        status_out = pc.if_else(refund, mapped(col("退款状态"), REFUND_STATUS), mapped(status, PAYMENT_STATUS)) \
+            if any_refund else mapped(status, PAYMENT_STATUS)
+        if status_out.null_count:
+            return None
+
+        try:  # the checks let through only what Arrow holds, but a fee of 14+ digits does not fit: row by row
+            money = pa.decimal128(18, 2)
+            fee5 = col(FEE_COLUMN).cast(pa.decimal128(18, 5))
+            decimals = {c: col(c).cast(money) for c in summed}  # every value of these columns was checked
+            block_sums = {}
+            for c in sums_columns(cs):
+                if c in index:
+                    total = pc.sum(fee5 if c == FEE_COLUMN else decimals[c]).as_py()
+                    block_sums[c] = total if total is not None else Decimal(0)
+
+            def money_of(selected, refund_column: str, payment_column: str):
+                """The selected amount as decimal; from the casts above when both columns were cast."""
+                if not any_refund and payment_column in decimals:
+                    return decimals[payment_column]
+                if refund_column in decimals and payment_column in decimals:
+                    return pc.if_else(refund, decimals[refund_column], decimals[payment_column])
+                return selected.cast(money)
+
+            sub = col(cs.sub_merchant)
+            currency = col("货币种类")
+            txn_time = col("交易时间")
+            if refund_time is not None:
+                txn_time = pc.if_else(pc.and_(refund, pc.not_equal(refund_time, "")), refund_time, txn_time)
+            out = pa.table({
+                "channel": pa.repeat(pa.scalar(self.channel.name, pa.string()), n),
+                "merchant_id": pc.if_else(pc.is_in(sub, pa.array(["", "0"])), col("商户号"), sub),
+                "txn_type": pc.if_else(refund, "REFUND", "PAYMENT"),
+                "order_no": col("商户订单号"),
+                "refund_no": pc.if_else(refund, col("商户退款单号"), "") if any_refund else empty,
+                "channel_txn_id": col("微信订单号"),
+                "channel_refund_id": pc.if_else(refund, col("微信退款单号"), "") if any_refund else empty,
+                "status": status_out,
+                "currency": pc.if_else(pc.equal(currency, ""), "CNY", currency),
+                "amount": money_of(amount, cs.refund_amount, cs.amount),
+                "fee": pc.round(fee5, ndigits=2, round_mode="half_towards_infinity").cast(money),
+                "coupon_amount": money_of(coupon, cs.refund_coupon, cs.coupon),
+                "txn_time": txn_time,
+                "payer_id": col("用户标识"),
+                "bank": col("付款银行"),
+                "source_file": pa.repeat(pa.scalar(raw.name, pa.string()), n),
+                "source_line": pc.add(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), first_line - 1),
+            })
+        except pa.ArrowInvalid:
+            return None
+        return out, block_sums
 
     # -- pieces ----------------------------------------------------------------
     @staticmethod

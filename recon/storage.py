@@ -12,9 +12,11 @@ only folders holding ``_SUCCESS`` never sees half a result.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import os
 import posixpath
 import uuid
 from contextlib import contextmanager
@@ -109,6 +111,25 @@ class Storage:
                 text.flush()
                 text.detach()
 
+    def adopt_local_file(self, local_path: str, *parts: str) -> bool:
+        """Move a local file (outside the root, e.g. a finished download) to a location under the root by a
+        rename, when the root is this machine's filesystem on the same device; the parent folder is created.
+
+        Returns False, leaving the file where it is, when a rename cannot do it (an HDFS root, another
+        device): the caller then copies it.
+        """
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return False
+        target = self.path(*parts)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        try:
+            os.replace(local_path, target)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP):
+                return False
+            raise
+        return True
+
     def write_bytes(self, data: bytes, *parts: str) -> None:
         with self.open_write(*parts) as fh:
             fh.write(data)
@@ -195,6 +216,4 @@ class _Readable(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._stream.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        return self._stream.readinto(buffer)  # straight into the caller's buffer: no intermediate copy
