@@ -3,16 +3,25 @@
 ``write_reports`` runs inside the reconcile job, on the staging folder before
 ``_SUCCESS`` is written, so a published date always has its reports.
 ``write_range_report`` serves ``recon report --from D1 --to D2``.
+
+Both read discrepancies.csv and open_items.csv once, row by row: each row
+goes into the workbook as it arrives (every row, ``reports.xlsx``) and is
+offered to a ``Shortlist`` that keeps the ``HTML_ROW_LIMIT`` most urgent for
+the page. Memory stays flat whatever the number of rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import posixpath
+from typing import Callable, Iterable
 
-from reports.data import DayData, history, load_day, merge_summaries, reconciled_dates, recon_folder, trend_point
-from reports.html import e, render_html
-from reports.xlsx import render_xlsx
+from reports.data import (DayData, break_sort_key, history, load_day, merge_summaries, open_item_sort_key,
+                          reconciled_dates, recon_folder, trend_point)
+from reports.html import HTML_ROW_LIMIT, e, render_html
+from reports.shortlist import Shortlist
+from reports.xlsx import ReportWorkbook
 
 HTML_NAME = "report.html"
 XLSX_NAME = "report.xlsx"
@@ -40,6 +49,15 @@ def _footer(storage, folder: str, summary: dict) -> str:
             f"open_items.csv, summary.json).<ul>{inputs}</ul>")
 
 
+def _stream(rows: Iterable[dict], add: Callable[[dict], None], key) -> Shortlist:
+    """Every row into the workbook (``add``); the ``HTML_ROW_LIMIT`` first by ``key`` kept for the page."""
+    listed = Shortlist(HTML_ROW_LIMIT, key)
+    for row in rows:
+        add(row)
+        listed.offer(row)
+    return listed
+
+
 def write_reports(storage, folder: str, day: dt.date, *, history_days: int = 14) -> list[str]:
     """Write report.html and report.xlsx for ``day`` into ``folder`` (relative to the root).
 
@@ -51,14 +69,17 @@ def write_reports(storage, folder: str, day: dt.date, *, history_days: int = 14)
     data = load_day(storage, folder, day)
     trend = [trend_point(d, s) for d, s in history(storage, day, history_days)]
     trend.append(trend_point(day, data.summary))
-    html = render_html(title=f"Payment reconciliation {day.isoformat()}", subtitle=_subtitle(data.summary),
-                       summary=data.summary, fees=data.fees, discrepancies=data.discrepancies,
-                       open_items=data.open_items, trend=trend, footer=_footer(storage, folder, data.summary))
-    xlsx = render_xlsx(title=f"Payment reconciliation {day.isoformat()}", summary=data.summary, fees=data.fees,
-                       discrepancies=data.discrepancies, open_items=data.open_items,
-                       notes=[f"run {data.summary.get('run_id', '?')}"])
-    storage.write_bytes(html.encode("utf-8"), folder, HTML_NAME)
-    storage.write_bytes(xlsx, folder, XLSX_NAME)
+    title = f"Payment reconciliation {day.isoformat()}"
+    with ReportWorkbook() as book:
+        breaks = _stream(data.discrepancies(), book.add_break, break_sort_key)
+        items = _stream(data.open_items(), book.add_open_item, open_item_sort_key)
+        html = render_html(title=title, subtitle=_subtitle(data.summary), summary=data.summary, fees=data.fees,
+                           discrepancies=breaks, open_items=items, trend=trend,
+                           footer=_footer(storage, folder, data.summary))
+        storage.write_bytes(html.encode("utf-8"), folder, HTML_NAME)
+        with storage.open_write(folder, XLSX_NAME) as out:
+            book.save(out, title=title, summary=data.summary, fees=data.fees,
+                      notes=[f"run {data.summary.get('run_id', '?')}"])
     return [posixpath.join(folder, HTML_NAME), posixpath.join(folder, XLSX_NAME)]
 
 
@@ -75,24 +96,24 @@ def write_range_report(storage, first: dt.date, last: dt.date) -> list[str]:
     """Write report.html and report.xlsx over every reconciled date in [first, last].
 
     Counts and amounts are summed over the dates; the roll-forward runs from the
-    first date's opening to the last date's closing; the break list is every
-    date's, with a date column. The folder is built aside and swapped in, so a
-    reader never sees half of it. Raises ``NoResults`` when no date in the range
-    is reconciled.
+    first date's opening to the last date's closing; the breaks are every
+    date's, with a date column (all of them in the workbook, the most urgent
+    over all dates on the page); the open items are the last date's. The
+    folder is built aside and swapped in, so a reader never sees half of it.
+    Raises ``NoResults`` when no date in the range is reconciled.
     """
     if last < first:
         raise NoResults(f"the range {first} .. {last} is empty (--from after --to)")
     days = reconciled_dates(storage, first, last)
     if not days:
         raise NoResults(f"no reconciled date between {first} and {last} under {storage.uri('recon')}")
-    loaded: list[DayData] = [load_day(storage, recon_folder(d), d) for d in days]
+    loaded: list[DayData] = [load_day(storage, recon_folder(d), d) for d in days]  # summaries; rows stream later
     summary = merge_summaries([d.summary for d in loaded])
     fees: dict = {}
     for d in loaded:
         for ch, fee in d.fees.items():
             # A date without the statement's fees makes the channel's range total unknown, not smaller.
             fees[ch] = None if (ch in fees and fees[ch] is None) or fee is None else fees.get(ch, 0) + fee
-    discrepancies = [row for d in loaded for row in d.discrepancies]
     trend = [trend_point(d.day, d.summary) for d in loaded]
     expected = (last - first).days + 1
     gaps = (f"{expected - len(days)} of {expected} dates have no published result and are not included"
@@ -100,17 +121,20 @@ def write_range_report(storage, first: dt.date, last: dt.date) -> list[str]:
     title = f"Payment reconciliation {first.isoformat()} to {last.isoformat()}"
     subtitle = (f"{len(days)} reconciled dates: {days[0]} .. {days[-1]}" + (f" · {gaps}" if gaps else "")
                 + " · open items: those carried out of the last date")
-    html = render_html(title=title, subtitle=subtitle, summary=summary, fees=fees, discrepancies=discrepancies,
-                       open_items=loaded[-1].open_items, trend=trend, with_date=True,
-                       footer=f"Dates included: {e(', '.join(d.isoformat() for d in days))}.")
-    xlsx = render_xlsx(title=title, summary=summary, fees=fees, discrepancies=discrepancies,
-                       open_items=loaded[-1].open_items, with_date=True,
-                       notes=[f"dates included: {', '.join(d.isoformat() for d in days)}"] + ([gaps] if gaps else []))
+    notes = [f"dates included: {', '.join(d.isoformat() for d in days)}"] + ([gaps] if gaps else [])
     final = range_folder(first, last)
     staged = storage.staging(RANGE_PARENT, f"{first.isoformat()}_{last.isoformat()}")
     try:
-        storage.write_bytes(html.encode("utf-8"), staged, HTML_NAME)
-        storage.write_bytes(xlsx, staged, XLSX_NAME)
+        with ReportWorkbook(with_date=True) as book:
+            breaks = _stream(itertools.chain.from_iterable(d.discrepancies() for d in loaded), book.add_break,
+                             break_sort_key)
+            items = _stream(loaded[-1].open_items(), book.add_open_item, open_item_sort_key)
+            html = render_html(title=title, subtitle=subtitle, summary=summary, fees=fees, discrepancies=breaks,
+                               open_items=items, trend=trend, with_date=True,
+                               footer=f"Dates included: {e(', '.join(d.isoformat() for d in days))}.")
+            storage.write_bytes(html.encode("utf-8"), staged, HTML_NAME)
+            with storage.open_write(staged, XLSX_NAME) as out:
+                book.save(out, title=title, summary=summary, fees=fees, notes=notes)
         storage.swap_in(staged, final)
     except BaseException:
         storage.delete(staged)

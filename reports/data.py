@@ -1,9 +1,13 @@
-"""Loading a date's published files into plain Python structures for the reports.
+"""Reading a date's published files for the reports: summary.json whole, the CSVs as streams of rows.
 
 Everything is read through ``recon.storage.Storage`` (the root may be HDFS).
-Amounts become ``Decimal`` (never float); every text field passes through
-``reports.mask.mask_record`` here, at load time, so no renderer can forget to
-mask a card number or a payer id.
+summary.json is small and complete (every count and amount the reports show
+comes from it); discrepancies.csv and open_items.csv can hold hundreds of
+thousands of rows, so ``DayData`` hands them out as generators read row by
+row (``iter_csv``) and nothing here holds them in memory. Amounts become
+``Decimal`` (never float); every text field passes through
+``reports.mask.mask_record`` here, as each row is read, so no renderer can
+forget to mask a card number or a payer id.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Iterator
 
 from reports.mask import mask_record
 from schemas.money import parse_money
@@ -22,6 +27,8 @@ from schemas.outputs import CATEGORIES, RESOLUTIONS
 
 ZERO = Decimal("0.00")
 DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+DISCREPANCIES = "discrepancies.csv"
+OPEN_ITEMS = "open_items.csv"
 DISCREPANCY_MONEY = ("local_amount", "channel_amount")
 OPEN_ITEM_MONEY = ("amount", "fee", "coupon_amount")
 INT_COLUMNS = ("age_days", "source_line")
@@ -31,13 +38,23 @@ RESOLUTION_ORDER = ("MANUAL_REVIEW", "AUTO_FIXED", "CARRIED", "CLEARED", "MATCHE
 
 @dataclass
 class DayData:
-    """One reconciled date as the reports see it (amounts Decimal, personal data masked)."""
+    """One reconciled date as the reports see it: summary.json and fees in memory, the rows as streams.
 
+    ``discrepancies()`` and ``open_items()`` read their CSV afresh on each
+    call, one masked row at a time (amounts Decimal), in file order.
+    """
+
+    storage: object
+    folder: str
     day: dt.date
     summary: dict
-    discrepancies: list[dict]
-    open_items: list[dict]
     fees: dict[str, Decimal | None] = field(default_factory=dict)
+
+    def discrepancies(self) -> Iterator[dict]:
+        return iter_csv(self.storage, self.folder, DISCREPANCIES, DISCREPANCY_MONEY, INT_COLUMNS)
+
+    def open_items(self) -> Iterator[dict]:
+        return iter_csv(self.storage, self.folder, OPEN_ITEMS, OPEN_ITEM_MONEY, INT_COLUMNS)
 
 
 def recon_folder(day: dt.date) -> str:
@@ -61,13 +78,18 @@ def read_summary(storage, folder: str) -> dict:
     return _decimalise(storage.read_json(folder, "summary.json"))
 
 
-def read_csv(storage, folder: str, name: str, money: tuple[str, ...] = (), ints: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a published CSV as dicts: money columns Decimal (None when empty), ints int, text masked."""
+def csv_dicts(storage, folder: str, name: str) -> Iterator[dict]:
+    """The rows of a CSV under the root as plain text dicts, streamed (nothing when the file is missing)."""
     if not storage.is_file(folder, name):
-        return []
-    text = storage.read_bytes(folder, name).decode("utf-8")
-    rows = []
-    for raw in csv.DictReader(io.StringIO(text, newline="")):
+        return
+    with storage.open_read(folder, name) as raw:
+        yield from csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+
+
+def iter_csv(storage, folder: str, name: str, money: tuple[str, ...] = (),
+             ints: tuple[str, ...] = ()) -> Iterator[dict]:
+    """Rows of a published CSV, one at a time: money columns Decimal (None when empty), ints int, text masked."""
+    for raw in csv_dicts(storage, folder, name):
         row = {k: (v if v is not None else "") for k, v in raw.items()}
         for col in money:
             if col in row:
@@ -75,8 +97,7 @@ def read_csv(storage, folder: str, name: str, money: tuple[str, ...] = (), ints:
         for col in ints:
             if col in row:
                 row[col] = int(row[col]) if row[col].strip() else None
-        rows.append(mask_record(row))
-    return rows
+        yield mask_record(row)
 
 
 def statement_fees(storage, channel: str, day: dt.date, summary: dict | None = None) -> Decimal | None:
@@ -96,20 +117,17 @@ def statement_fees(storage, channel: str, day: dt.date, summary: dict | None = N
         name = f.get("standard_file")
         if not name or not storage.is_file(folder, name):
             return None
-        for row in csv.DictReader(io.StringIO(storage.read_bytes(folder, name).decode("utf-8"), newline="")):
+        for row in csv_dicts(storage, folder, name):
             if (row.get("fee") or "").strip():
                 total += parse_money(row["fee"])
     return total
 
 
 def load_day(storage, folder: str, day: dt.date) -> DayData:
-    """The published (or staged) files of ``day`` in ``folder``."""
+    """The published (or staged) files of ``day`` in ``folder``: summary and fees read, rows left to stream."""
     summary = read_summary(storage, folder)
-    disc = read_csv(storage, folder, "discrepancies.csv", DISCREPANCY_MONEY, INT_COLUMNS)
-    items = read_csv(storage, folder, "open_items.csv", OPEN_ITEM_MONEY, INT_COLUMNS)
-    disc.sort(key=break_sort_key)
     fees = {ch: statement_fees(storage, ch, day, summary) for ch in sorted(summary.get("channels", {}))}
-    return DayData(day, summary, disc, items, fees)
+    return DayData(storage, folder, day, summary, fees)
 
 
 def reconciled_dates(storage, first: dt.date | None = None, last: dt.date | None = None) -> list[dt.date]:
@@ -146,6 +164,13 @@ def break_sort_key(row: dict):
     cat = row.get("category", "")
     return (RESOLUTION_ORDER.index(res) if res in RESOLUTION_ORDER else len(RESOLUTION_ORDER),
             CATEGORIES.index(cat) if cat in CATEGORIES else len(CATEGORIES), cat,
+            row.get("channel", ""), row.get("order_no", ""), row.get("refund_no", ""))
+
+
+def open_item_sort_key(row: dict):
+    """Open items: open breaks (``carried_as`` set) before pending items, the longest open first,
+    then channel and order."""
+    return (0 if row.get("carried_as") else 1, -(row.get("age_days") or 0),
             row.get("channel", ""), row.get("order_no", ""), row.get("refund_no", ""))
 
 

@@ -2,9 +2,17 @@
 
 No network at all: inline CSS, inline SVG charts, system fonts, no scripts.
 Every text value is HTML-escaped through ``e``; personal data was already
-masked when the files were loaded (``reports.data``). Key figures carry
+masked when the files were read (``reports.data``). Key figures carry
 ``data-metric`` (a stable name) and ``data-value`` (the exact decimal or
 count) so tests and scrapers can read them without parsing the layout.
+
+The figures, charts and roll-forward come from summary.json and cover every
+row. The break list and the open items list are for a person reading in a
+browser, so each shows at most ``HTML_ROW_LIMIT`` rows, the most urgent
+first (a ``reports.shortlist.Shortlist`` chosen while the CSV streams past);
+when rows are left out, a line says how many and that every row is in the
+CSV and in report.xlsx (``data-metric`` ``breaks.not_shown`` /
+``open_items.not_shown``).
 """
 
 from __future__ import annotations
@@ -13,6 +21,10 @@ import html
 from decimal import Decimal
 
 from reports.data import ZERO, breaks_by_category, channel_glance
+from reports.shortlist import Shortlist
+
+# Rows listed on the page, per list (breaks, open items); the rest are in the CSVs and report.xlsx.
+HTML_ROW_LIMIT = 2_000
 
 COLORS = {"MANUAL_REVIEW": "#c2410c", "AUTO_FIXED": "#1d4ed8", "CARRIED": "#b45309", "CLEARED": "#15803d",
           "MATCHED": "#64748b"}
@@ -43,6 +55,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:now
 .kpi.warn .value{color:#c2410c}
 .pill{display:inline-block;border-radius:10px;padding:0 8px;font-size:11px;font-weight:600;color:#fff;white-space:nowrap}
 .muted{color:var(--muted)}
+.capped{background:#fffbeb;border:1px solid #fde68a;color:#78350f;padding:8px 12px;border-radius:6px;margin:10px 0}
 .alert{background:#fef2f2;border:1px solid #fecaca;color:#991b1b;padding:8px 12px;border-radius:6px;margin:10px 0}
 .ok{color:#15803d;font-weight:600}.bad{color:#b91c1c;font-weight:600}
 .equation{display:flex;align-items:stretch;gap:10px;flex-wrap:wrap}
@@ -247,7 +260,18 @@ def _side_cell(amount, status, time, txn_id) -> str:
     return "<br>".join(lines)
 
 
-def _break_list(rows: list[dict], with_date: bool) -> str:
+def _not_shown(listed: Shortlist, name: str, what: str, order: str, where: str) -> str:
+    """The line saying how many rows the page leaves out, and where every row is; empty when none is left out."""
+    if not listed.not_shown:
+        return ""
+    n = listed.not_shown
+    return (f'<p class="capped" id="{e(name)}-not-shown">Showing the {len(listed.rows):,} {e(order)} of '
+            f'{listed.total:,} {e(what)}. <b>{metric(name + ".not_shown", n, f"{n:,}")} {e(what)} are not shown '
+            f'here</b>: every one is in {e(where)}.</p>')
+
+
+def _break_list(listed: Shortlist, with_date: bool) -> str:
+    rows = listed.rows
     if not rows:
         return '<p class="muted">Nothing listed.</p>'
     head = ("<thead><tr>" + ("<th>Date</th>" if with_date else "")
@@ -274,11 +298,12 @@ def _break_list(rows: list[dict], with_date: bool) -> str:
             f'<td class="num lstart">{e(money(diff))}</td><td>{e(r.get("currency"))}</td>'
             f'<td class="num">{e(r.get("age_days"))}</td><td class="note">{e(r.get("note"))}</td>'
             f'<td class="mono src">{e(source)}</td></tr>')
-    return (f'<div class="scroll"><table class="breaks" id="breaks" data-rows="{len(rows)}">{head}'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (f'<div class="scroll"><table class="breaks" id="breaks" data-rows="{len(rows)}" '
+            f'data-total-rows="{listed.total}">{head}<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _open_items(rows: list[dict]) -> str:
+def _open_items(listed: Shortlist) -> str:
+    rows = listed.rows
     if not rows:
         return '<p class="muted">No open items carried.</p>'
     head = ('<thead><tr><th>Channel</th><th>Side</th><th>Carried as</th><th>Type</th><th>Order no / refund no</th>'
@@ -297,13 +322,23 @@ def _open_items(rows: list[dict]) -> str:
             f'<td class="mono nowrap">{e(time)}</td><td class="mono nowrap">{e(r.get("payer_id"))}</td>'
             f'<td class="mono src">{e(source)}</td><td>{e(r.get("first_seen"))}</td>'
             f'<td class="num">{e(r.get("age_days"))}</td></tr>')
-    return (f'<div class="scroll"><table id="open-items" data-rows="{len(rows)}">{head}'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (f'<div class="scroll"><table id="open-items" data-rows="{len(rows)}" '
+            f'data-total-rows="{listed.total}">{head}<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def render_html(*, title: str, subtitle: str, summary: dict, fees: dict, discrepancies: list[dict],
-                open_items: list[dict], trend: list[dict], with_date: bool = False, footer: str = "") -> str:
-    """The whole page as text (UTF-8). ``summary`` has Decimal amounts (reports.data)."""
+def render_html(*, title: str, subtitle: str, summary: dict, fees: dict, discrepancies: Shortlist,
+                open_items: Shortlist, trend: list[dict], with_date: bool = False, footer: str = "") -> str:
+    """The whole page as text (UTF-8). ``summary`` has Decimal amounts (reports.data).
+
+    ``discrepancies`` and ``open_items`` are the rows to list (at most
+    ``HTML_ROW_LIMIT`` each, most urgent first) with the count of all rows.
+    """
+    csv_name = "each date's discrepancies.csv" if with_date else "discrepancies.csv"
+    breaks_capped = _not_shown(discrepancies, "breaks", "rows", "most urgent (needs review first, then auto-fixed, "
+                               "carried and cleared; by category, channel and order)",
+                               f"{csv_name} and in report.xlsx (one sheet per category)")
+    items_capped = _not_shown(open_items, "open_items", "open items", "most urgent (open breaks first, then pending "
+                              "items; the longest open first)", "open_items.csv and in report.xlsx (sheet Open items)")
     cards = "".join(_channel_card(channel_glance(name, ch, fees.get(name)))
                     for name, ch in sorted(summary.get("channels", {}).items()))
     missing = summary.get("channels_not_available") or []
@@ -324,10 +359,10 @@ def render_html(*, title: str, subtitle: str, summary: dict, fees: dict, discrep
 <section class="card" id="chart-categories"><h3>Breaks by category</h3>{_bar_chart(breaks_by_category(summary))}</section>
 <section class="card" id="chart-trend"><h3>Trend</h3>{_trend_chart(trend)}</section>
 </div>
-<h2>Break list ({len(discrepancies)} rows)</h2>
+<h2>Break list ({discrepancies.total:,} rows)</h2>
 <p class="muted">Both sides side by side. Difference = channel − local. Card numbers and payer ids are masked.</p>
-{_break_list(discrepancies, with_date)}
-<h2>Open items carried forward ({len(open_items)})</h2>{_open_items(open_items)}
+{breaks_capped}{_break_list(discrepancies, with_date)}
+<h2>Open items carried forward ({open_items.total:,})</h2>{items_capped}{_open_items(open_items)}
 <footer>{footer}</footer>
 </main></body></html>
 """

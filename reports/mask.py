@@ -36,6 +36,8 @@ CARD_RE = re.compile(r"(?<![0-9])(?:[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4
                      r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{5})(?![0-9])")
 # WeChat openid / unionid: 28 URL-safe characters starting with "o".
 OPENID_RE = re.compile(r"(?<![A-Za-z0-9_-])o[A-Za-z0-9_-]{27}(?![A-Za-z0-9_-])")
+MIN_CARD_CHARS = 13   # the shortest text CARD_RE matches
+OPENID_CHARS = 28     # the length of every text OPENID_RE matches
 EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
@@ -81,9 +83,16 @@ def mask_text(text: str | None) -> str:
     """Free text with every card number, openid and e-mail address in it masked."""
     if not text:
         return "" if text is None else text
-    text = CARD_RE.sub(lambda m: mask_card(m.group(0)), str(text))
-    text = OPENID_RE.sub(lambda m: _keep_ends(m.group(0)), text)
-    return EMAIL_RE.sub(lambda m: _keep_ends(m.group(1)) + "@" + m.group(2), text)
+    text = str(text)
+    # Each pattern is tried only where it could match (a card has 13+ characters, an openid 28,
+    # an e-mail an "@"): most fields are short codes, and this runs on every field of every row.
+    if len(text) >= MIN_CARD_CHARS:
+        text = CARD_RE.sub(lambda m: mask_card(m.group(0)), text)
+    if len(text) >= OPENID_CHARS:
+        text = OPENID_RE.sub(lambda m: _keep_ends(m.group(0)), text)
+    if "@" in text:
+        text = EMAIL_RE.sub(lambda m: _keep_ends(m.group(1)) + "@" + m.group(2), text)
+    return text
 
 
 def mask_record(row: dict) -> dict:
