@@ -437,10 +437,9 @@ def main(argv=None) -> int:
         if not points:
             continue
         per = "; ".join(f"{sec / (rec / 1e6):.2f} s/M at {r:,} keys" for r, sec, rec in points)
-        note = ""
-        if len(points) > 1:
-            (_, t0, n0), (_, t1, n1) = points[0], points[-1]
-            note = f" -- {n1 / n0:.1f}x the records took {t1 / t0:.1f}x the time"
+        steps = [f"{r0:,} -> {r1:,} keys: {n1 / n0:.1f}x the records took {t1 / t0:.1f}x the time"
+                 for (r0, t0, n0), (r1, t1, n1) in zip(points, points[1:])]
+        note = f" -- {'; '.join(steps)}" if steps else ""
         print(f"- {STAGES[stage][0]}: {per}{note}")
     print("\nSanity (reconcile output against the planted breaks):")
     for s in scales.values():
