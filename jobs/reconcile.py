@@ -113,8 +113,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # -- extract ---------------------------------------------------------------------------------------------
     std = read_standard(spark, storage, [(ch, day) for ch in available])
     local, local_folder, local_files = _read_local(spark, storage, settings, day, available)
-    _size_shuffle(spark, settings, storage, [standard_dir(ch, day) for ch in available],
-                  [posixpath.join(local_folder, n) for n in local_files])
+    lookback = _lookback(storage, settings, day, available)
+    std_folders = [standard_dir(ch, day) for ch in available] + [standard_dir(ch, d) for ch, d in lookback]
+    _size_shuffle(spark, settings, storage, std_folders, [posixpath.join(local_folder, n) for n in local_files])
     in_scope = F.col("channel").isin(available)
     prev = previous_result(storage, day)
     if prev is not None and prev != day - dt.timedelta(days=1):
@@ -139,9 +140,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     records = (tx.local_records(local, d, in_scope)
                .unionByName(tx.channel_records(std, d))
                .unionByName(tx.open_item_records(opening.filter(in_scope))))
-    history = _history(spark, storage, settings, day, available)
-    if history is not None:
-        records = records.unionByName(tx.history_records(history))
+    if lookback:  # what the orders of earlier dates were paid and refunded
+        records = records.unionByName(tx.history_records(read_standard(spark, storage, lookback)))
     # One pass over everything: persist only what totals need for every record, plus the whole record for
     # the few that are listed, carried or broken (a full-width persist of every row costs more than the job).
     outcomes = tx.classify(records, params)
@@ -214,7 +214,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
 
 
 def _size_shuffle(spark, settings: Settings, storage: Storage, std_folders: list[str], local_files: list[str]):
-    """Size the classification's shuffle to the input (``jobs.spark.shuffle_partitions``).
+    """Size the classification's shuffle to the input, today's and the lookback dates' standard files and the
+    local export (``jobs.spark.shuffle_partitions``).
 
     Left alone when the conf's [spark] table or the session (spark-submit --conf) set the number.
     """
@@ -238,11 +239,10 @@ def _phase(what: str, since: float) -> None:
     log.info("%s in %.1f s", what, time.time() - since)
 
 
-def _history(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str]):
-    """Standard records of the ``refund_lookback_days`` dates before D (what orders were paid and refunded)."""
-    published = [(ch, day - dt.timedelta(days=k)) for k in range(1, settings.refund_lookback_days + 1)
-                 for ch in channels if is_published(storage, ch, day - dt.timedelta(days=k))]
-    return read_standard(spark, storage, published) if published else None
+def _lookback(storage: Storage, settings: Settings, day: dt.date, channels: list[str]) -> list[tuple[str, dt.date]]:
+    """The published (channel, date) standard folders of the ``refund_lookback_days`` dates before D."""
+    return [(ch, day - dt.timedelta(days=k)) for k in range(1, settings.refund_lookback_days + 1)
+            for ch in channels if is_published(storage, ch, day - dt.timedelta(days=k))]
 
 
 def read_standard(spark, storage: Storage, published: list[tuple[str, dt.date]]):

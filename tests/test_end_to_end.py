@@ -146,6 +146,22 @@ def test_rerunning_a_date_rewrites_byte_identical_data_files(two_days, spark):
     assert second_summary["channels"] == first_summary["channels"]
 
 
+def test_a_refund_lookback_reads_earlier_dates_without_giving_them_outcomes(two_days, spark, tmp_path):
+    import shutil
+
+    other = tmp_path / "demo"
+    shutil.copytree(two_days, other)
+    conf = other / "conf" / "pipeline.toml"
+    text = conf.read_text(encoding="utf-8")
+    conf.write_text(text.replace("[pipeline]\n", "[pipeline]\nrefund_lookback_days = 1\n", 1), encoding="utf-8")
+    assert "refund_lookback_days = 1" in conf.read_text(encoding="utf-8")
+    assert run_cli("reconcile", "--conf", str(conf), "--date", DAY2.isoformat(), spark=spark) == 0
+    with_history = json.loads((_recon(other, DAY2) / "summary.json").read_text())["channels"]
+    without = json.loads((_recon(two_days, DAY2) / "summary.json").read_text())["channels"]
+    for ch, totals in without.items():  # day 1's records inform the order facts and are counted nowhere
+        assert (with_history[ch]["local"], with_history[ch]["channel"]) == (totals["local"], totals["channel"])
+
+
 def test_a_summary_that_disagrees_with_its_rows_exits_4_and_publishes_nothing(demo_dir, spark, capsys):
     bill = demo_dir / "inbox" / "wechatpay" / f"wechatpay_all_{DAY1:%Y%m%d}.csv"
     lines = bill.read_bytes().split(b"\r\n")
