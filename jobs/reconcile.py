@@ -146,7 +146,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # the few that are listed, carried or broken (a full-width persist of every row costs more than the job).
     outcomes = tx.classify(records, params)
     slim = tx.slim_outcomes(outcomes).persist()
-    rows = tx.listed_rows(slim).persist()  # the few listed rows, read by each of the three files below
+    listed = tx.listed_rows(slim).persist()  # one scan of ``slim`` for the few listed rows
+    # ... with the details of their channel records (read by each of the three files below)
+    rows = tx.with_details(listed, std).persist()
     try:
         try:
             totals = [r.asDict() for r in tx.category_totals(slim).collect()]
@@ -167,6 +169,15 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             raise IntegrityError(f"the local export lists the same key more than once (e.g. {listed})",
                                  date=d, file=storage.uri(local_folder),
                                  hint="fix the order system's export (one row per order and refund) and re-run")
+        lost = rows.filter(F.col("_matches") != 1).select("channel", "order_no", "refund_no", "source_line",
+                                                           "_matches").limit(5).collect()
+        if lost:
+            listed = "; ".join(f"{r.channel} {r.order_no} {r.refund_no} line {r.source_line}: {r._matches} found"
+                               for r in lost)
+            raise IntegrityError(f"listed channel records were not found exactly once among the standard records "
+                                 f"read for this date ({listed})", date=d,
+                                 hint="the standard files changed during the run (a normalize ran at the same "
+                                      "time?); re-run the reconcile")
         held_local = [{"channel": t["channel"], "records": t["records"], "amount": t["amount"]}
                       for t in totals if t["side"] == "HELD"]
         totals = [t for t in totals if t["side"] != "HELD"]
@@ -208,6 +219,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         storage.swap_in(staged, recon_dir(day))
     finally:
         rows.unpersist()
+        listed.unpersist()
         slim.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary

@@ -38,10 +38,15 @@ LOCAL_DUPLICATE_KEY = "LOCAL_DUPLICATE_KEY"
 NOT_RECONCILED = "NOT_RECONCILED"  # a HELD record: its channel is not reconciled in this run
 _ONE_LOCAL, _ONE_CHANNEL = "_ONE_SIDED_LOCAL", "_ONE_SIDED_CHANNEL"
 
+# A channel record's columns that no comparison reads. They stay out of the shuffle: fresh channel records carry
+# only ``_fid`` (a hash of source_file) and source_line, and the few that are listed get their details back from
+# the standard records (``with_details``); carried open items (few) bring theirs along in ``_rest``.
+DETAIL_FIELDS = ("merchant_id", "channel_txn_id", "txn_time", "payer_id", "bank", "source_file")
+# What goes through the shuffle for every record.
 RECORD_COLUMNS = (
     "side", "channel", "txn_type", "order_no", "refund_no", "status", "currency", "amount", "fee", "coupon_amount",
-    "merchant_id", "channel_txn_id", "channel_refund_id", "txn_time", "payer_id", "bank", "source_file",
-    "source_line", "created_at", "paid_at", "time", "first_seen", "carried", "carried_as",
+    "channel_refund_id", "source_line", "_fid", "created_at", "paid_at", "time", "first_seen", "carried",
+    "carried_as", "_rest",
 )
 # One-sided breaks stay open (carried, not re-listed) until their counterpart arrives.
 BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
@@ -86,6 +91,25 @@ def _blank(name: str) -> Column:
     return F.lit("").alias(name)
 
 
+_DETAILS = T.StructType([T.StructField(n, T.StringType()) for n in DETAIL_FIELDS])
+
+
+def _details() -> Column:
+    """A record's DETAIL_FIELDS as one struct (blank where missing)."""
+    return F.struct(*[_text(n) for n in DETAIL_FIELDS])
+
+
+def _no_details() -> Column:
+    return F.lit(None).cast(_DETAILS).alias("_rest")
+
+
+def _file_id() -> Column:
+    """What identifies a record's source file in the shuffle: a 64-bit hash of its name (with source_line and
+    the key it finds the record among the day's standard records again; ``with_details`` checks that exactly
+    one matches)."""
+    return F.xxhash64(F.coalesce(F.col("source_file"), F.lit(""))).alias("_fid")
+
+
 def local_records(local: DataFrame, day: str, in_scope: Column | None = None) -> DataFrame:
     """Local orders of D as records: side LOCAL, or HELD where ``in_scope`` is false (a channel not being
     reconciled: the record is counted, gets the category NOT_RECONCILED and no other outcome). Held records
@@ -95,24 +119,22 @@ def local_records(local: DataFrame, day: str, in_scope: Column | None = None) ->
         side.alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
         _text("status"), _text("currency"), F.col("amount").cast(MONEY).alias("amount"),
         F.lit(None).cast(MONEY).alias("fee"), F.lit(None).cast(MONEY).alias("coupon_amount"),
-        _blank("merchant_id"), _blank("channel_txn_id"), _blank("channel_refund_id"), _blank("txn_time"),
-        _blank("payer_id"), _blank("bank"), _blank("source_file"), F.lit(None).cast("long").alias("source_line"),
-        _text("created_at"), _text("paid_at"),
+        _blank("channel_refund_id"), F.lit(None).cast("long").alias("source_line"),
+        F.lit(None).cast("long").alias("_fid"), _text("created_at"), _text("paid_at"),
         F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.col("created_at"), F.lit("")).alias("time"),
-        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"),
+        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"), _no_details(),
     )
 
 
 def channel_records(std: DataFrame, day: str) -> DataFrame:
-    """Standard channel records of D as records (side CHANNEL)."""
+    """Standard channel records of D as records (side CHANNEL), without their DETAIL_FIELDS (``with_details``)."""
     return std.select(
         F.lit("CHANNEL").alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
         _text("status"), _text("currency"), F.col("amount").cast(MONEY).alias("amount"),
         F.col("fee").cast(MONEY).alias("fee"), F.col("coupon_amount").cast(MONEY).alias("coupon_amount"),
-        _text("merchant_id"), _text("channel_txn_id"), _text("channel_refund_id"), _text("txn_time"),
-        _text("payer_id"), _text("bank"), _text("source_file"), F.col("source_line").cast("long").alias("source_line"),
+        _text("channel_refund_id"), F.col("source_line").cast("long").alias("source_line"), _file_id(),
         _blank("created_at"), _blank("paid_at"), _text("txn_time").alias("time"),
-        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"),
+        F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"), _no_details(),
     )
 
 
@@ -131,13 +153,13 @@ def open_item_records(items: DataFrame) -> DataFrame:
     return items.select(
         _text("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"), _text("status"),
         _text("currency"), F.col("amount").cast(MONEY).alias("amount"), F.col("fee").cast(MONEY).alias("fee"),
-        F.col("coupon_amount").cast(MONEY).alias("coupon_amount"), _text("merchant_id"), _text("channel_txn_id"),
-        _text("channel_refund_id"), _text("txn_time"), _text("payer_id"), _text("bank"), _text("source_file"),
-        F.col("source_line").cast("long").alias("source_line"), _text("created_at"), _text("paid_at"),
+        F.col("coupon_amount").cast(MONEY).alias("coupon_amount"), _text("channel_refund_id"),
+        F.col("source_line").cast("long").alias("source_line"), _file_id(), _text("created_at"), _text("paid_at"),
         F.when(is_local, F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.col("created_at")))
          .otherwise(F.col("txn_time")).alias("time"),
         _text("first_seen"), F.lit(True).alias("carried"),
         F.coalesce(F.nullif(F.col("carried_as"), F.lit("")), F.lit("PENDING_CUTOFF")).alias("carried_as"),
+        _details().alias("_rest"),
     )
 
 
@@ -167,11 +189,10 @@ def _round_fee(value: Column, rule: str) -> Column:
 # prefix of one sort order, so Spark plans one Exchange and one Sort for the whole classification. The hash
 # leads the sort because order numbers share long prefixes (a date): an 8-byte hash prefix makes the sort's
 # comparisons cheap, and it groups exactly as order_no does.
-_KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_txn_id", "channel_refund_id", "source_file",
-              "source_line", "status", "amount", "created_at")
+_KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_refund_id", "_fid", "source_line", "status", "amount",
+              "created_at")
 _SORT = ("_h", "order_no", "channel", "txn_type", "refund_no", *_KEY_ORDER)
-_PASSIVE = ("merchant_id", "txn_time", "payer_id", "bank", "paid_at")
-_REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "source_file", "source_line")
+_REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "_fid", "source_line")
 
 
 def _order_facts(records: DataFrame) -> DataFrame:
@@ -190,11 +211,8 @@ def _order_facts(records: DataFrame) -> DataFrame:
     # ordered like the key's window, so that this lower window's Sort serves both
     by_order = (Window.partitionBy(*_SORT[:2]).orderBy(*_SORT[2:])
                 .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
-    # Columns no comparison reads travel as one struct: a window copies each row several times, and one
-    # nested struct is one copy where five strings are five.
     ranked = records.select(
-        *[c for c in records.columns if c not in _PASSIVE], F.struct(*_PASSIVE).alias("_rest"),
-        F.xxhash64("order_no").alias("_h"), F.when(is_chan, 0).otherwise(1).alias("_side_rank"),
+        "*", F.xxhash64("order_no").alias("_h"), F.when(is_chan, 0).otherwise(1).alias("_side_rank"),
         F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1).alias("_ok_rank"))
     refund_key = F.struct(*[F.col(n) for n in _REFUND_ORDER])
     fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
@@ -330,7 +348,29 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
             .withColumn("resolution", F.coalesce(resolution, F.when(F.col("category") == NOT_RECONCILED,
                                                                     F.lit(NOT_RECONCILED)),
                                                  F.lit("INTEGRITY_FAILURE"))))
-    return df.select(*[c for c in df.columns if c != "_rest"], *[F.col("_rest")[n].alias(n) for n in _PASSIVE])
+    return df
+
+
+def with_details(outcomes: DataFrame, std: DataFrame) -> DataFrame:
+    """``outcomes`` with the DETAIL_FIELDS as columns: those of fresh channel records found again among the
+    day's standard records ``std`` (by key, source_line and file), those of carried items from ``_rest``,
+    blank for local records. Meant for the few listed outcomes: ``std`` is filtered by a broadcast of their keys.
+
+    ``_matches`` tells, for a fresh channel record, how many standard records it found (exactly 1 unless the
+    standard files changed under the run); the job checks it.
+    """
+    join = ["channel", "txn_type", "order_no", "refund_no", "source_line", "_fid"]
+    fresh = (F.col("side") == "CHANNEL") & ~F.col("carried")
+    wanted = outcomes.filter(fresh).select(*join).distinct()
+    found = (std.select(_text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
+                        F.col("source_line").cast("long").alias("source_line"), _file_id(), _details().alias("_d"))
+             .join(F.broadcast(wanted), join, "left_semi")
+             .groupBy(*join).agg(F.first("_d").alias("_d"), F.count(F.lit(1)).alias("_n")))
+    df = outcomes.join(found, join, "left")
+    rest = F.coalesce(F.when(fresh, F.col("_d")).otherwise(F.col("_rest")), F.struct(*[_blank(n) for n in DETAIL_FIELDS]))
+    return df.select(*[c for c in outcomes.columns if c not in ("_rest", "_fid")],
+                     *[rest[n].alias(n) for n in DETAIL_FIELDS],
+                     F.when(fresh, F.coalesce(F.col("_n"), F.lit(0))).alias("_matches"))
 
 
 # -- outputs ----------------------------------------------------------------------------------------------------
@@ -425,14 +465,25 @@ def open_items(outcomes: DataFrame) -> DataFrame:
         "created_at", "paid_at")
 
 
-_TOTALS_COLUMNS = ("channel", "category", "side", "carried", "amount", "fee", "emits")
+# The totals group by (channel, category, side, carried); in ``slim`` the last three travel as one small int
+# (``_g``), which is cheaper to keep for every record and to group by than three strings.
+_GROUP_CATEGORIES = (*RESOLUTIONS, NOT_RECONCILED, LOCAL_DUPLICATE_KEY)
+_GROUP_SIDES = ("LOCAL", "CHANNEL", "HELD")
+
+
+def _group_code(category: Column, side: Column, carried: Column) -> Column:
+    cat = F.array_position(F.array(*[F.lit(c) for c in _GROUP_CATEGORIES]), category)  # 1-based; 0: unknown
+    side_no = F.array_position(F.array(*[F.lit(x) for x in _GROUP_SIDES]), side)
+    return (cat * 8 + side_no * 2 + carried.cast("int")).cast("int")
 
 
 def slim_outcomes(outcomes: DataFrame) -> DataFrame:
     """What the job keeps of the outcomes: the totals' columns for every record, the whole record only
     for those that are listed, carried or an integrity problem (``_row``; null for the rest)."""
     needed = F.col("emits") | F.col("category").isin("PENDING_CUTOFF", LOCAL_DUPLICATE_KEY, *BREAKS)
-    return outcomes.select(*_TOTALS_COLUMNS, F.when(needed, F.struct(*outcomes.columns)).alias("_row"))
+    code = _group_code(F.col("category"), F.col("side"), F.col("carried"))
+    return outcomes.select("channel", code.alias("_g"), "amount", "fee", "emits",
+                           F.when(needed, F.struct(*outcomes.columns)).alias("_row"))
 
 
 def listed_rows(slim: DataFrame) -> DataFrame:
@@ -440,8 +491,18 @@ def listed_rows(slim: DataFrame) -> DataFrame:
     return slim.filter(F.col("_row").isNotNull()).select("_row.*")
 
 
-def category_totals(outcomes: DataFrame) -> DataFrame:
-    """Counts and amounts per channel, category, side and carried (small: collected for summary.json)."""
-    return outcomes.groupBy("channel", "category", "side", "carried").agg(
+def category_totals(slim: DataFrame) -> DataFrame:
+    """Counts and amounts per channel, category, side and carried of ``slim_outcomes`` (small: collected for
+    summary.json)."""
+    totals = slim.groupBy("channel", "_g").agg(
         F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"), F.sum("fee").alias("fee"),
         F.sum(F.col("emits").cast("int")).alias("rows"))
+    g = F.col("_g")
+
+    def decode(names, number):  # 0 (not in the list) stays visible as UNKNOWN instead of becoming another name
+        return F.when(number > 0, F.element_at(F.array(*[F.lit(n) for n in names]), number)).otherwise("UNKNOWN")
+
+    return totals.select(
+        "channel", decode(_GROUP_CATEGORIES, F.expr("_g div 8").cast("int")).alias("category"),
+        decode(_GROUP_SIDES, F.expr("(_g % 8) div 2").cast("int")).alias("side"),
+        (g % 2 == 1).alias("carried"), "records", "amount", "fee", "rows")

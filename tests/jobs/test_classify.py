@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs import transforms as tx
 from schemas import local as local_schema
@@ -41,7 +42,7 @@ def run(spark, local=(), channel=(), items=(), params=PARAMS):
     idf = spark.createDataFrame(list(items), open_item_spark_schema())
     records = (tx.local_records(ldf, params.day).unionByName(tx.channel_records(cdf, params.day))
                .unionByName(tx.open_item_records(idf)))
-    return tx.classify(records, params)
+    return tx.with_details(tx.classify(records, params), cdf)
 
 
 def categories(outcomes):
@@ -240,3 +241,42 @@ def test_every_category_costs_one_shuffle_and_one_sort(spark):
         spark.conf.set("spark.sql.adaptive.enabled", previous)
     assert plan.count("Exchange") == 1, plan
     assert plan.count("Sort [") == 1, plan
+
+
+def test_listed_channel_records_get_their_details_back_and_carried_items_keep_their_own(spark):
+    """The shuffle carries no DETAIL_FIELDS for fresh channel records; ``with_details`` finds them again by key,
+    line and file, also when two files of the day have a record of the same key on the same line."""
+    day2 = tx.ClassifyParams(day="2026-11-21", window_starts={"wechatpay": "2026-11-21 23:30:00"}, rules={})
+    a = list(C("DUP", "5.00", time="2026-11-21 08:00:00", txn_id="tA"))
+    b = list(C("DUP", "5.00", time="2026-11-21 08:00:00", txn_id="tB"))
+    b[15], b[16], b[1], b[13] = "second.csv", a[16], "1609999999", "openid-b"  # same line, another file
+    out = run(spark, params=day2, channel=[tuple(a), tuple(b), C("ONE", "3.00", time="2026-11-21 08:00:00")],
+              items=[_item("CHANNEL", "OLD", "4.00", "2026-11-18", carried_as="CHANNEL_ONLY")])
+    got = {(r.order_no, r.channel_txn_id): r for r in out.collect()}
+    assert set(got) == {("DUP", "tA"), ("DUP", "tB"), ("ONE", "42ONE"), ("OLD", "42OLD")}
+    assert (got["DUP", "tB"].source_file, got["DUP", "tB"].merchant_id, got["DUP", "tB"].payer_id) == \
+        ("second.csv", "1609999999", "openid-b")
+    assert (got["DUP", "tA"].source_file, got["DUP", "tA"].payer_id) == ("bill.csv", "openid")
+    assert (got["OLD", "42OLD"].source_file, got["OLD", "42OLD"].source_line) == ("old.csv", 7)
+    assert {r._matches for r in out.collect() if r.order_no != "OLD"} == {1}
+    rows = {r.channel_txn_id: r for r in tx.discrepancies(out, "2026-11-21").collect()}
+    assert rows["tB"].source_file == "second.csv" and rows["42ONE"].category == "CHANNEL_ONLY"
+
+
+def test_category_totals_decode_the_grouped_code_back_to_names(spark):
+    out = tx.classify(
+        tx.local_records(spark.createDataFrame([L("M1", "10.00"), L("LO", "2.00"), L("H1", "1.00")],
+                                               local_schema.spark_schema()), D, F.col("order_no") != "H1")
+        .unionByName(tx.channel_records(spark.createDataFrame([C("M1", "10.00")], standard.spark_schema()), D))
+        .unionByName(tx.open_item_records(spark.createDataFrame(
+            [_item("CHANNEL", "P9", "4.00", "2026-11-19")], open_item_spark_schema()))),
+        PARAMS)
+    totals = sorted((r.channel, r.category, r.side, r.carried, r.records, r.amount, r.rows)
+                    for r in tx.category_totals(tx.slim_outcomes(out)).collect())
+    assert totals == [
+        ("wechatpay", "LOCAL_ONLY", "LOCAL", False, 1, Decimal("2.00"), 1),
+        ("wechatpay", "MATCHED", "CHANNEL", False, 1, Decimal("10.00"), 0),
+        ("wechatpay", "MATCHED", "LOCAL", False, 1, Decimal("10.00"), 0),
+        ("wechatpay", "NOT_RECONCILED", "HELD", False, 1, Decimal("1.00"), 0),
+        ("wechatpay", "PENDING_CUTOFF", "CHANNEL", True, 1, Decimal("4.00"), 1),
+    ]
