@@ -146,9 +146,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # the few that are listed, carried or broken (a full-width persist of every row costs more than the job).
     outcomes = tx.classify(records, params)
     slim = tx.slim_outcomes(outcomes).persist()
-    listed = tx.listed_rows(slim).persist()  # one scan of ``slim`` for the few listed rows
+    kept = tx.listed_rows(slim).persist()  # one scan of ``slim`` for the few listed rows
     # ... with the details of their channel records (read by each of the three files below)
-    rows = tx.with_details(listed, std).persist()
+    rows = tx.with_details(kept, std).persist()
     try:
         try:
             totals = [r.asDict() for r in tx.category_totals(slim).collect()]
@@ -172,10 +172,10 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         lost = rows.filter(F.col("_matches") != 1).select("channel", "order_no", "refund_no", "source_line",
                                                            "_matches").limit(5).collect()
         if lost:
-            listed = "; ".join(f"{r.channel} {r.order_no} {r.refund_no} line {r.source_line}: {r._matches} found"
-                               for r in lost)
+            examples = "; ".join(f"{r.channel} {r.order_no} {r.refund_no} line {r.source_line}: {r._matches} found"
+                                 for r in lost)
             raise IntegrityError(f"listed channel records were not found exactly once among the standard records "
-                                 f"read for this date ({listed})", date=d,
+                                 f"read for this date ({examples})", date=d,
                                  hint="the standard files changed during the run (a normalize ran at the same "
                                       "time?); re-run the reconcile")
         held_local = [{"channel": t["channel"], "records": t["records"], "amount": t["amount"]}
@@ -219,7 +219,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         storage.swap_in(staged, recon_dir(day))
     finally:
         rows.unpersist()
-        listed.unpersist()
+        kept.unpersist()
         slim.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary

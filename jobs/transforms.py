@@ -367,7 +367,8 @@ def with_details(outcomes: DataFrame, std: DataFrame) -> DataFrame:
              .join(F.broadcast(wanted), join, "left_semi")
              .groupBy(*join).agg(F.first("_d").alias("_d"), F.count(F.lit(1)).alias("_n")))
     df = outcomes.join(found, join, "left")
-    rest = F.coalesce(F.when(fresh, F.col("_d")).otherwise(F.col("_rest")), F.struct(*[_blank(n) for n in DETAIL_FIELDS]))
+    rest = F.coalesce(F.when(fresh, F.col("_d")).otherwise(F.col("_rest")),
+                      F.struct(*[_blank(n) for n in DETAIL_FIELDS]))
     return df.select(*[c for c in outcomes.columns if c not in ("_rest", "_fid")],
                      *[rest[n].alias(n) for n in DETAIL_FIELDS],
                      F.when(fresh, F.coalesce(F.col("_n"), F.lit(0))).alias("_matches"))

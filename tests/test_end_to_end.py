@@ -162,6 +162,25 @@ def test_a_refund_lookback_reads_earlier_dates_without_giving_them_outcomes(two_
         assert (with_history[ch]["local"], with_history[ch]["channel"]) == (totals["local"], totals["channel"])
 
 
+def test_a_local_export_listing_a_key_twice_exits_4_and_keeps_the_published_result(two_days, spark, capsys,
+                                                                                   tmp_path):
+    import shutil
+
+    other = tmp_path / "demo"
+    shutil.copytree(two_days, other)
+    export = other / "root" / "local" / DAY2.isoformat() / "orders.csv"
+    lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+    export.write_text("".join(lines + [lines[1]]), encoding="utf-8")  # the first order once more
+    before = (_recon(other, DAY2) / "summary.json").read_bytes()
+    conf = str(other / "conf" / "pipeline.toml")
+    assert run_cli("reconcile", "--conf", conf, "--date", DAY2.isoformat(), spark=spark) == 4
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    order_no = next(csv.DictReader(lines[:2]))["order_no"]
+    assert "more than once" in said and order_no in said and "fix the order system's export" in said
+    assert (_recon(other, DAY2) / "summary.json").read_bytes() == before  # nothing replaced
+
+
 def test_a_summary_that_disagrees_with_its_rows_exits_4_and_publishes_nothing(demo_dir, spark, capsys):
     bill = demo_dir / "inbox" / "wechatpay" / f"wechatpay_all_{DAY1:%Y%m%d}.csv"
     lines = bill.read_bytes().split(b"\r\n")

@@ -280,3 +280,10 @@ def test_category_totals_decode_the_grouped_code_back_to_names(spark):
         ("wechatpay", "NOT_RECONCILED", "HELD", False, 1, Decimal("1.00"), 0),
         ("wechatpay", "PENDING_CUTOFF", "CHANNEL", True, 1, Decimal("4.00"), 1),
     ]
+
+
+def test_a_listed_channel_record_missing_from_the_standard_records_is_reported_not_blanked(spark):
+    out = tx.classify(tx.channel_records(spark.createDataFrame([C("GONE", "3.00")], standard.spark_schema()), D),
+                      PARAMS)
+    (rec,) = tx.with_details(out, spark.createDataFrame([], standard.spark_schema())).collect()
+    assert (rec.category, rec._matches) == ("CHANNEL_ONLY", 0)  # the job stops on _matches != 1
