@@ -361,12 +361,14 @@ def with_details(outcomes: DataFrame, std: DataFrame) -> DataFrame:
     """
     join = ["channel", "txn_type", "order_no", "refund_no", "source_line", "_fid"]
     fresh = (F.col("side") == "CHANNEL") & ~F.col("carried")
-    wanted = outcomes.filter(fresh).select(*join).distinct()
+    wanted = outcomes.filter(fresh).select(*join)
+    # The details are read and built only for the rows that pass the semi-join (the generated code reads a
+    # column where it is used), so the scan of every standard record costs little more than its key columns.
     found = (std.select(_text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
-                        F.col("source_line").cast("long").alias("source_line"), _file_id(), _details().alias("_d"))
+                        F.col("source_line").cast("long").alias("source_line"), _file_id(), *DETAIL_FIELDS)
              .join(F.broadcast(wanted), join, "left_semi")
-             .groupBy(*join).agg(F.first("_d").alias("_d"), F.count(F.lit(1)).alias("_n")))
-    df = outcomes.join(found, join, "left")
+             .groupBy(*join).agg(F.first(_details()).alias("_d"), F.count(F.lit(1)).alias("_n")))
+    df = outcomes.join(F.broadcast(found), join, "left")
     rest = F.coalesce(F.when(fresh, F.col("_d")).otherwise(F.col("_rest")),
                       F.struct(*[_blank(n) for n in DETAIL_FIELDS]))
     return df.select(*[c for c in outcomes.columns if c not in ("_rest", "_fid")],
