@@ -42,12 +42,6 @@ _ONE_LOCAL, _ONE_CHANNEL = "_ONE_SIDED_LOCAL", "_ONE_SIDED_CHANNEL"
 # only ``_fid`` (a hash of source_file) and source_line, and the few that are listed get their details back from
 # the standard records (``with_details``); carried open items (few) bring theirs along in ``_rest``.
 DETAIL_FIELDS = ("merchant_id", "channel_txn_id", "txn_time", "payer_id", "bank", "source_file")
-# What goes through the shuffle for every record.
-RECORD_COLUMNS = (
-    "side", "channel", "txn_type", "order_no", "refund_no", "status", "currency", "amount", "fee", "coupon_amount",
-    "channel_refund_id", "source_line", "_fid", "created_at", "paid_at", "time", "first_seen", "carried",
-    "carried_as", "_rest",
-)
 # One-sided breaks stay open (carried, not re-listed) until their counterpart arrives.
 BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
 CARRIED_CATEGORIES = ("PENDING_CUTOFF", *BREAKS)  # what open_items.csv carries to D+1
@@ -104,10 +98,24 @@ def _no_details() -> Column:
 
 
 def _file_id() -> Column:
-    """What identifies a record's source file in the shuffle: a 64-bit hash of its name (with source_line and
-    the key it finds the record among the day's standard records again; ``with_details`` checks that exactly
-    one matches)."""
+    """A 64-bit hash of the record's source file name: what stands for source_file in the shuffle."""
     return F.xxhash64(F.coalesce(F.col("source_file"), F.lit(""))).alias("_fid")
+
+
+_IDENTITY = ("channel", "txn_type", "order_no", "refund_no", "source_line", "_fid")
+
+
+def _identity() -> list[Column]:
+    """The columns that find a standard record again (``_IDENTITY``), computed one way for the shuffle
+    (``channel_records``) and for the fetch of details (``with_details``); it checks that exactly one
+    matches."""
+    return [_text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
+            F.col("source_line").cast("long").alias("source_line"), _file_id()]
+
+
+def _names(names) -> Column:
+    """A literal array of strings (a code is a 1-based position in it)."""
+    return F.array(*[F.lit(n) for n in names])
 
 
 def local_records(local: DataFrame, day: str, in_scope: Column | None = None) -> DataFrame:
@@ -129,11 +137,10 @@ def local_records(local: DataFrame, day: str, in_scope: Column | None = None) ->
 def channel_records(std: DataFrame, day: str) -> DataFrame:
     """Standard channel records of D as records (side CHANNEL), without their DETAIL_FIELDS (``with_details``)."""
     return std.select(
-        F.lit("CHANNEL").alias("side"), _text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
+        F.lit("CHANNEL").alias("side"), *_identity(),
         _text("status"), _text("currency"), F.col("amount").cast(MONEY).alias("amount"),
         F.col("fee").cast(MONEY).alias("fee"), F.col("coupon_amount").cast(MONEY).alias("coupon_amount"),
-        _text("channel_refund_id"), F.col("source_line").cast("long").alias("source_line"), _file_id(),
-        _blank("created_at"), _blank("paid_at"), _text("txn_time").alias("time"),
+        _text("channel_refund_id"), _blank("created_at"), _blank("paid_at"), _text("txn_time").alias("time"),
         F.lit(day).alias("first_seen"), F.lit(False).alias("carried"), _blank("carried_as"), _no_details(),
     )
 
@@ -359,13 +366,12 @@ def with_details(outcomes: DataFrame, std: DataFrame) -> DataFrame:
     ``_matches`` tells, for a fresh channel record, how many standard records it found (exactly 1 unless the
     standard files changed under the run); the job checks it.
     """
-    join = ["channel", "txn_type", "order_no", "refund_no", "source_line", "_fid"]
+    join = list(_IDENTITY)
     fresh = (F.col("side") == "CHANNEL") & ~F.col("carried")
     wanted = outcomes.filter(fresh).select(*join)
     # The details are read and built only for the rows that pass the semi-join (the generated code reads a
     # column where it is used), so the scan of every standard record costs little more than its key columns.
-    found = (std.select(_text("channel"), _text("txn_type"), _text("order_no"), _text("refund_no"),
-                        F.col("source_line").cast("long").alias("source_line"), _file_id(), *DETAIL_FIELDS)
+    found = (std.select(*_identity(), *DETAIL_FIELDS)
              .join(F.broadcast(wanted), join, "left_semi")
              .groupBy(*join).agg(F.first(_details()).alias("_d"), F.count(F.lit(1)).alias("_n")))
     df = outcomes.join(F.broadcast(found), join, "left")
@@ -475,8 +481,8 @@ _GROUP_SIDES = ("LOCAL", "CHANNEL", "HELD")
 
 
 def _group_code(category: Column, side: Column, carried: Column) -> Column:
-    cat = F.array_position(F.array(*[F.lit(c) for c in _GROUP_CATEGORIES]), category)  # 1-based; 0: unknown
-    side_no = F.array_position(F.array(*[F.lit(x) for x in _GROUP_SIDES]), side)
+    cat = F.array_position(_names(_GROUP_CATEGORIES), category)  # 1-based; 0: unknown
+    side_no = F.array_position(_names(_GROUP_SIDES), side)
     return (cat * 8 + side_no * 2 + carried.cast("int")).cast("int")
 
 
@@ -503,7 +509,7 @@ def category_totals(slim: DataFrame) -> DataFrame:
     g = F.col("_g")
 
     def decode(names, number):  # 0 (not in the list) stays visible as UNKNOWN instead of becoming another name
-        return F.when(number > 0, F.element_at(F.array(*[F.lit(n) for n in names]), number)).otherwise("UNKNOWN")
+        return F.when(number > 0, F.element_at(_names(names), number)).otherwise("UNKNOWN")
 
     return totals.select(
         "channel", decode(_GROUP_CATEGORIES, F.expr("_g div 8").cast("int")).alias("category"),
