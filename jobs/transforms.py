@@ -192,56 +192,112 @@ def _round_fee(value: Column, rule: str) -> Column:
     return F.round(value, 2)
 
 
-# Both windows below are partitioned by the order (``_h``, a hash of order_no, then order_no) or a finer
-# prefix of one sort order, so Spark plans one Exchange and one Sort for the whole classification. The hash
-# leads the sort because order numbers share long prefixes (a date): an 8-byte hash prefix makes the sort's
-# comparisons cheap, and it groups exactly as order_no does.
+# One window operator does all of it: partitioned by the order (``_h``, a hash of order_no, then order_no) and
+# ordered by the key (channel, txn_type, refund_no), so the key's records are the peers of each row (a RANGE frame
+# of CURRENT ROW) and the order's are the whole partition. The one Sort, made explicitly after the one Exchange,
+# orders the records of a key by ``_KEY_ORDER`` as well; the window keeps that order among peers, so the first
+# record of each side is that side's primary. The hash leads the sort because order numbers share long prefixes
+# (a date): an 8-byte hash prefix makes the sort's comparisons cheap, and it groups exactly as order_no does.
+_ORDER = ("_h", "order_no")
+_KEY_COLUMNS = ("channel", "txn_type", "refund_no")
 _KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_refund_id", "_fid", "source_line", "status", "amount",
               "created_at")
-_SORT = ("_h", "order_no", "channel", "txn_type", "refund_no", *_KEY_ORDER)
+_SORT = (*_ORDER, *_KEY_COLUMNS, *_KEY_ORDER)
 _REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "_fid", "source_line")
+# what the channel primary contributes to the comparison, besides the order's facts
+_CHANNEL_BASE = (*_LOCAL_FIELDS, "fee", "coupon_amount", "_fee_bad")
 
 
-def _order_facts(records: DataFrame) -> DataFrame:
-    """Facts about the whole order, across keys and channels (one window over the order; see ``_SORT``).
+def _expected_fee(rules: dict[str, ChannelRules], record: Column | None = None) -> tuple[Column, Column]:
+    """The fee the contract gives a channel record (its channel's rate and rounding, negative for a refund), and
+    whether its fee is off that by more than the tolerance (never, without a rate). ``record``: a struct with
+    the record's fields, else the columns themselves."""
+    def f(name: str) -> Column:
+        return F.col(name) if record is None else record[name]
 
-    ``multi_channel``: SUCCESS payments of this order at more than one channel.
-    For refunds: ``paid_amount`` / ``refunded_total``, the channel's SUCCESS payment of the order and the
-    total of its SUCCESS refunds at that channel up to and including this one in time order (earlier
-    dates' HISTORY records included); ``over_refund``: this refund takes the total past the payment.
+    rate = _by_channel({k: r.fee_rate for k, r in rules.items() if r.fee_rate is not None}, None, RATE)
+    tol = _by_channel({k: r.fee_tolerance for k, r in rules.items()}, Decimal("0.01"), MONEY)
+    base = (f("amount") - F.coalesce(f("coupon_amount"), F.lit(0).cast(MONEY))) * rate
+    rounded = None
+    for name, rule in sorted((k, r.fee_rounding) for k, r in rules.items()):
+        rounded = (F.when(F.col("channel") == name, _round_fee(base, rule)) if rounded is None
+                   else rounded.when(F.col("channel") == name, _round_fee(base, rule)))
+    rounded = _round_fee(base, "HALF_UP") if rounded is None else rounded.otherwise(_round_fee(base, "HALF_UP"))
+    expected = rounded * F.when(F.col("txn_type") == "PAYMENT", F.lit(1)).otherwise(F.lit(-1))
+    return expected, rate.isNotNull() & (F.abs(f("fee") - expected) > tol)
+
+
+def _sorted(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
+    """The records shuffled by order and sorted by ``_SORT`` (HISTORY records last in their key).
+
+    A channel record's fee check (``_fee_bad``) reads only the record itself, so it is made here, once per
+    record and before the shuffle, instead of once per record of its key after it.
+    """
+    side, status = F.col("side"), F.col("status")
+    is_chan = side == "CHANNEL"
+    return (records.select(
+                "*", F.xxhash64("order_no").alias("_h"),
+                F.when(is_chan, _expected_fee(rules)[1]).alias("_fee_bad"),
+                F.when(is_chan, 0).when(side == "HISTORY", 2).otherwise(1).alias("_side_rank"),
+                F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1)
+                 .alias("_ok_rank"))
+            .repartition(*_ORDER).sortWithinPartitions(*_SORT))
+
+
+def _keyed(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
+    """Per record, the facts of its key and of its order (one window; see ``_SORT``).
+
+    Of the key (records of this date only; HISTORY records sort last in their key and count nowhere):
+    ``_rn`` the record's place in its key, ``n_channel``, ``n_local``, ``n_channel_ok``, and the two primaries
+    ``c`` and ``l``.
+    Of the order: ``multi_channel``: SUCCESS payments of this order at more than one channel. For refunds,
+    ``paid_amount`` / ``refunded_total``: the channel's SUCCESS payment of the order and the total of its SUCCESS
+    refunds at that channel up to and including the key's channel primary in time order (earlier dates' HISTORY
+    records included); ``over_refund``: that refund takes the total past the payment.
     """
     side, status, txn_type = F.col("side"), F.col("status"), F.col("txn_type")
     is_chan = side == "CHANNEL"
+    is_local = side.isin("LOCAL", "HELD")
     at_channel = side.isin("CHANNEL", "HISTORY") & (status == "SUCCESS")
     pay_ok = at_channel & (txn_type == "PAYMENT")
     refund_ok = at_channel & (txn_type == "REFUND")
-    # ordered like the key's window, so that this lower window's Sort serves both
-    by_order = (Window.partitionBy(*_SORT[:2]).orderBy(*_SORT[2:])
-                .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
-    ranked = records.select(
-        "*", F.xxhash64("order_no").alias("_h"), F.when(is_chan, 0).otherwise(1).alias("_side_rank"),
-        F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1).alias("_ok_rank"))
+    by_key = Window.partitionBy(*_ORDER).orderBy(*_KEY_COLUMNS)
+    key = by_key.rangeBetween(Window.currentRow, Window.currentRow)
+    keys_so_far = by_key.rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    order = by_key.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     refund_key = F.struct(*[F.col(n) for n in _REFUND_ORDER])
     fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
                     F.col("amount").alias("a"))
-    df = ranked.select(
+    n_key = F.count(F.lit(1)).over(key)
+    df = _sorted(records, rules).select(
         "*",
-        F.min(F.when(pay_ok, F.col("channel"))).over(by_order).alias("_pay_min"),
-        F.max(F.when(pay_ok, F.col("channel"))).over(by_order).alias("_pay_max"),
-        F.collect_list(F.when(pay_ok | refund_ok, fact)).over(by_order).alias("_facts"),
-    )
+        (F.row_number().over(by_key) - F.count(F.lit(1)).over(keys_so_far) + n_key).alias("_rn"),
+        F.sum(is_chan.cast("int")).over(key).alias("n_channel"),
+        F.sum(is_local.cast("int")).over(key).alias("n_local"),
+        F.sum((is_chan & (status == "SUCCESS")).cast("int")).over(key).alias("n_channel_ok"),
+        F.first(F.when(is_chan, F.struct(*_CHANNEL_BASE, refund_key.alias("_rk"))), ignorenulls=True)
+         .over(key).alias("_c"),
+        F.first(F.when(is_local, F.struct(*_LOCAL_FIELDS)), ignorenulls=True).over(key).alias("l"),
+        F.min(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_min"),
+        F.max(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_max"),
+        F.collect_list(F.when(pay_ok | refund_ok, fact)).over(order).alias("_facts"),
+    ).filter(side != "HISTORY")
+    c = F.col("_c")
     here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
     paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
-    upto = F.filter(here, lambda x: x["r"] & (x["k"] <= refund_key))
+    upto = F.filter(here, lambda x: x["r"] & (x["k"] <= c["_rk"]))
     total = F.aggregate(upto, F.lit(0).cast(MONEY), lambda acc, x: (acc + x["a"]).cast(MONEY))
     is_refund = txn_type == "REFUND"
-    return (df.withColumn("multi_channel", F.coalesce(F.col("_pay_min") != F.col("_pay_max"), F.lit(False)))
-              .withColumn("paid_amount", F.when(is_refund, paid))
-              .withColumn("refunded_total", F.when(is_refund, total))
-              .withColumn("over_refund", refund_ok & is_chan & F.col("paid_amount").isNotNull()
-                          & (F.col("refunded_total") > F.col("paid_amount")))
-              .drop("_pay_min", "_pay_max", "_facts")
-              .filter(side != "HISTORY"))
+    df = (df.withColumn("multi_channel", F.coalesce(F.col("_pay_min") != F.col("_pay_max"), F.lit(False)))
+            .withColumn("paid_amount", F.when(is_refund & c.isNotNull(), paid))
+            .withColumn("refunded_total", F.when(is_refund & c.isNotNull(), total)))
+    over = (c["status"] == "SUCCESS") & F.col("paid_amount").isNotNull() & \
+        (F.col("refunded_total") > F.col("paid_amount"))
+    return (df.withColumn("over_refund", F.coalesce(is_refund & over, F.lit(False)))
+              .withColumn("c", F.when(c.isNotNull(), F.struct(
+                  *[c[n].alias(n) for n in _CHANNEL_BASE],
+                  F.col("multi_channel"), F.col("over_refund"))))
+              .drop("_pay_min", "_pay_max", "_facts", "_c"))
 
 
 def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
@@ -252,28 +308,13 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     and the two primaries ``l`` and ``c`` (structs) used to build the rows.
     HISTORY records (earlier dates) inform the order facts and get no outcome.
     """
-    records = _order_facts(records)
     side, status = F.col("side"), F.col("status")
     is_chan = side == "CHANNEL"
     is_pay = F.col("txn_type") == "PAYMENT"
-    chan_ok = is_chan & (status == "SUCCESS")
 
-    # channel side first (SUCCESS first), then local (carried first), then by time: the first of a side is
-    # its primary
-    w_ord = Window.partitionBy(*_SORT[:5]).orderBy(*_KEY_ORDER)
-    w_all = w_ord.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-
-    df = records.select(
-        "*",
-        F.row_number().over(w_ord).alias("_rn"),
-        F.sum(is_chan.cast("int")).over(w_all).alias("n_channel"),
-        F.sum((~is_chan).cast("int")).over(w_all).alias("n_local"),
-        F.sum(chan_ok.cast("int")).over(w_all).alias("n_channel_ok"),
-        F.first(F.when(is_chan, F.struct(*_CHANNEL_FIELDS)), ignorenulls=True).over(w_all).alias("c"),
-        F.first(F.when(~is_chan, F.struct(*_LOCAL_FIELDS)), ignorenulls=True).over(w_all).alias("l"),
-    )
+    df = _keyed(records, params.rules)
     rn_side = F.when(is_chan, F.col("_rn")).otherwise(F.col("_rn") - F.col("n_channel"))
-    df = df.withColumn("rn_side", rn_side).drop("_rn", "_h", "_side_rank", "_ok_rank")
+    df = df.withColumn("rn_side", rn_side).drop("_rn", "_h", "_side_rank", "_ok_rank", "_fee_bad")
 
     l, c = F.col("l"), F.col("c")
     has_l, has_c = F.col("n_local") > 0, F.col("n_channel") > 0
@@ -284,24 +325,13 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     cur_diff = l["currency"] != c["currency"]
     amt_diff = l["amount"] != c["amount"]
 
-    rate = _by_channel({k: r.fee_rate for k, r in params.rules.items() if r.fee_rate is not None}, None, RATE)
-    tol = _by_channel({k: r.fee_tolerance for k, r in params.rules.items()}, Decimal("0.01"), MONEY)
-    base = (c["amount"] - F.coalesce(c["coupon_amount"], F.lit(0).cast(MONEY))) * rate
-    rounded = None
-    for name, rule in sorted((k, r.fee_rounding) for k, r in params.rules.items()):
-        rounded = (F.when(F.col("channel") == name, _round_fee(base, rule)) if rounded is None
-                   else rounded.when(F.col("channel") == name, _round_fee(base, rule)))
-    rounded = _round_fee(base, "HALF_UP") if rounded is None else rounded.otherwise(_round_fee(base, "HALF_UP"))
-    expected_fee = rounded * F.when(is_pay, F.lit(1)).otherwise(F.lit(-1))
-    fee_bad = rate.isNotNull() & (F.abs(c["fee"] - expected_fee) > tol)
-
     mismatch = F.when(is_pay, "AMOUNT_MISMATCH").otherwise("REFUND_AMOUNT_MISMATCH")
     autofix = F.when(is_pay, "LOCAL_UNPAID_CHANNEL_PAID").otherwise("LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED")
     pair = (F.when(dup, "DUPLICATE_CHANNEL")
             .when(both & c_ok & cur_diff, "CURRENCY_MISMATCH")
             .when(both & c_ok & amt_diff, mismatch)
             .when(both & c_ok & c["over_refund"], "REFUND_EXCEEDS_PAYMENT")
-            .when(both & l_ok & c_ok & fee_bad, "FEE_MISMATCH")
+            .when(both & l_ok & c_ok & c["_fee_bad"], "FEE_MISMATCH")
             .when(both & l_ok & c_ok, "MATCHED")
             .when(both & c_ok, autofix)
             .when(both & l_ok, "STATUS_MISMATCH")
@@ -346,7 +376,8 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     still_open = pair.isin(_ONE_LOCAL, _ONE_CHANNEL) & carried_break
     df = (df.withColumn("category", category).withColumn("age_days", age.cast("int"))
             .withColumn("still_open", still_open & ~extra).drop("_pair"))
-    df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH", expected_fee))
+    df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH",
+                                              _expected_fee(params.rules, c)[0]))
 
     listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY, NOT_RECONCILED) & ~F.col("still_open")
     emits = listed & (is_chan | (~extra & ~has_c))  # a pair's row is carried by its channel primary

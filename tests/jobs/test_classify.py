@@ -143,6 +143,34 @@ def test_carried_items_clear_late_age_and_expire(spark):
     assert all(r.note == "carried since 2026-11-20, matched today" for r in cleared)
 
 
+def test_the_primary_of_a_key_is_its_earliest_success_whatever_the_input_order(spark):
+    """A key with a failed attempt and two SUCCESS records: the earliest SUCCESS pairs with the local record, the
+    later one is listed on its own, the failed attempt is counted and not listed."""
+    out = run(spark, local=[L("P", "10.00")], channel=[
+        C("P", "10.00", time="2026-11-20 10:30:00", txn_id="late"),
+        C("P", "10.00", "REVOKED", time="2026-11-20 09:00:00", txn_id="failed"),
+        C("P", "10.00", time="2026-11-20 10:00:00", txn_id="early")])
+    got = {(r.side, r.channel_txn_id): (r.category, r.emits) for r in out.collect()}
+    assert got == {("LOCAL", ""): ("DUPLICATE_CHANNEL", False), ("CHANNEL", "early"): ("DUPLICATE_CHANNEL", True),
+                   ("CHANNEL", "late"): ("DUPLICATE_CHANNEL", True), ("CHANNEL", "failed"): ("MATCHED", False)}
+    rows = {r.channel_txn_id: r for r in tx.discrepancies(out, D).collect()}
+    assert rows["early"].local_amount == Decimal("10.00") and rows["late"].local_amount is None
+
+
+def test_refunds_add_up_in_time_order_not_refund_number_order(spark):
+    """R1 comes last in time: it is the refund that takes the total (60 + 30 + 20) past the payment of 100."""
+    out = run(spark, local=[L("TO", "100.00"), L("TO", "20.00", "SUCCESS", refund_no="R1"),
+                            L("TO", "60.00", "SUCCESS", refund_no="R2"), L("TO", "30.00", "SUCCESS", refund_no="R3")],
+              channel=[C("TO", "20.00", refund_no="R1", time="2026-11-20 13:00:00"), C("TO", "100.00"),
+                       C("TO", "60.00", refund_no="R2", time="2026-11-20 11:00:00"),
+                       C("TO", "30.00", refund_no="R3", time="2026-11-20 12:00:00")])
+    got = {(s, r): c for s, _, r, c in categories(out)}
+    assert got == {(s, r): ("REFUND_EXCEEDS_PAYMENT" if r == "R1" else "MATCHED")
+                   for s in ("LOCAL", "CHANNEL") for r in ("", "R1", "R2", "R3")}
+    (row,) = tx.discrepancies(out, D).collect()
+    assert row.refund_no == "R1" and row.note == "refunds total 110.00, more than the payment 100.00"
+
+
 def test_a_key_exported_twice_locally_is_flagged_not_guessed(spark):
     out = run(spark, local=[L("K1", "1.00"), L("K1", "1.00")], channel=[C("K1", "1.00")])
     cats = sorted(r.category for r in out.filter("side = 'LOCAL'").collect())
@@ -225,9 +253,9 @@ def test_fee_rounding_rule_comes_from_the_contract(spark, rounding, fee, expecte
     assert {r.category for r in out.collect()} == {expected}
 
 
-def test_every_category_costs_one_shuffle_and_one_sort(spark):
-    """All windows are partitioned by the order or a finer prefix of one sort order, so Spark plans exactly one
-    Exchange and one Sort."""
+def test_every_category_costs_one_shuffle_one_sort_and_one_window(spark):
+    """One window operator over the order, so Spark plans exactly one Exchange, one Sort and one Window; the Sort
+    orders the records of a key too (the window picks its primaries by that order)."""
     ldf = spark.createDataFrame([], local_schema.spark_schema())
     cdf = spark.createDataFrame([], standard.spark_schema())
     idf = spark.createDataFrame([], open_item_spark_schema())
@@ -241,6 +269,10 @@ def test_every_category_costs_one_shuffle_and_one_sort(spark):
         spark.conf.set("spark.sql.adaptive.enabled", previous)
     assert plan.count("Exchange") == 1, plan
     assert plan.count("Sort [") == 1, plan
+    assert plan.count("Window [") == 1, plan
+    (sort,) = [line for line in plan.splitlines() if "Sort [" in line]
+    sorted_by = [part.strip().split("#")[0] for part in sort.split("Sort [", 1)[1].split("]", 1)[0].split(",")]
+    assert sorted_by == list(tx._SORT), sort
 
 
 def test_listed_channel_records_get_their_details_back_and_carried_items_keep_their_own(spark):
