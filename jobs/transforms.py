@@ -46,12 +46,13 @@ DETAIL_FIELDS = ("merchant_id", "channel_txn_id", "txn_time", "payer_id", "bank"
 BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
 CARRIED_CATEGORIES = ("PENDING_CUTOFF", *BREAKS)  # what open_items.csv carries to D+1
 # What each side's primary contributes to the comparison (and, for the local side, to the pair's row, which
-# the channel primary carries when there is one). Everything else of a row comes from the record itself.
+# the channel primary carries when there is one; the channel primary also brings its fee check and its refund
+# key). Everything else of a row comes from the record itself.
 _LOCAL_FIELDS = ("status", "amount", "currency", "time", "carried", "first_seen", "carried_as")
-_CHANNEL_FIELDS = (*_LOCAL_FIELDS, "fee", "coupon_amount", "multi_channel", "over_refund")
+_CHANNEL_FIELDS = (*_LOCAL_FIELDS, "fee", "coupon_amount", "_fee_bad")
 # What a discrepancy row shows of a channel record.
-_SHOWN_FIELDS = (*_CHANNEL_FIELDS, "channel_txn_id", "source_file", "source_line", "paid_amount",
-                 "refunded_total")
+_SHOWN_FIELDS = (*_LOCAL_FIELDS, "fee", "coupon_amount", "multi_channel", "over_refund", "channel_txn_id",
+                 "source_file", "source_line", "paid_amount", "refunded_total")
 ROUNDING = ("HALF_UP", "HALF_EVEN", "DOWN", "UP")
 
 
@@ -204,8 +205,6 @@ _KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_refund_id", "_fid", "so
               "created_at")
 _SORT = (*_ORDER, *_KEY_COLUMNS, *_KEY_ORDER)
 _REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "_fid", "source_line")
-# what the channel primary contributes to the comparison, besides the order's facts
-_CHANNEL_BASE = (*_LOCAL_FIELDS, "fee", "coupon_amount", "_fee_bad")
 
 
 def _expected_fee(rules: dict[str, ChannelRules], record: Column | None = None) -> tuple[Column, Column]:
@@ -275,14 +274,14 @@ def _keyed(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
         F.sum(is_chan.cast("int")).over(key).alias("n_channel"),
         F.sum(is_local.cast("int")).over(key).alias("n_local"),
         F.sum((is_chan & (status == "SUCCESS")).cast("int")).over(key).alias("n_channel_ok"),
-        F.first(F.when(is_chan, F.struct(*_CHANNEL_BASE, refund_key.alias("_rk"))), ignorenulls=True)
-         .over(key).alias("_c"),
+        F.first(F.when(is_chan, F.struct(*_CHANNEL_FIELDS, refund_key.alias("_rk"))), ignorenulls=True)
+         .over(key).alias("c"),
         F.first(F.when(is_local, F.struct(*_LOCAL_FIELDS)), ignorenulls=True).over(key).alias("l"),
         F.min(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_min"),
         F.max(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_max"),
         F.collect_list(F.when(pay_ok | refund_ok, fact)).over(order).alias("_facts"),
     ).filter(side != "HISTORY")
-    c = F.col("_c")
+    c = F.col("c")
     here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
     paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
     upto = F.filter(here, lambda x: x["r"] & (x["k"] <= c["_rk"]))
@@ -294,10 +293,7 @@ def _keyed(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
     over = (c["status"] == "SUCCESS") & F.col("paid_amount").isNotNull() & \
         (F.col("refunded_total") > F.col("paid_amount"))
     return (df.withColumn("over_refund", F.coalesce(is_refund & over, F.lit(False)))
-              .withColumn("c", F.when(c.isNotNull(), F.struct(
-                  *[c[n].alias(n) for n in _CHANNEL_BASE],
-                  F.col("multi_channel"), F.col("over_refund"))))
-              .drop("_pay_min", "_pay_max", "_facts", "_c"))
+              .drop("_pay_min", "_pay_max", "_facts"))
 
 
 def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
@@ -330,15 +326,15 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     pair = (F.when(dup, "DUPLICATE_CHANNEL")
             .when(both & c_ok & cur_diff, "CURRENCY_MISMATCH")
             .when(both & c_ok & amt_diff, mismatch)
-            .when(both & c_ok & c["over_refund"], "REFUND_EXCEEDS_PAYMENT")
+            .when(both & c_ok & F.col("over_refund"), "REFUND_EXCEEDS_PAYMENT")
             .when(both & l_ok & c_ok & c["_fee_bad"], "FEE_MISMATCH")
             .when(both & l_ok & c_ok, "MATCHED")
             .when(both & c_ok, autofix)
             .when(both & l_ok, "STATUS_MISMATCH")
             .when(both, "MATCHED")
             .when(has_l & l_ok, _ONE_LOCAL)
-            .when(has_c & c_ok & is_pay & c["multi_channel"], "DUPLICATE_ACROSS_CHANNELS")
-            .when(has_c & c_ok & c["over_refund"], "REFUND_EXCEEDS_PAYMENT")
+            .when(has_c & c_ok & is_pay & F.col("multi_channel"), "DUPLICATE_ACROSS_CHANNELS")
+            .when(has_c & c_ok & F.col("over_refund"), "REFUND_EXCEEDS_PAYMENT")
             .when(has_c & c_ok, _ONE_CHANNEL)
             .otherwise("MATCHED"))
 
