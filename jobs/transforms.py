@@ -226,24 +226,40 @@ def _expected_fee(rules: dict[str, ChannelRules], record: Column | None = None) 
     return expected, rate.isNotNull() & (F.abs(f("fee") - expected) > tol)
 
 
-def _sorted(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
+def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
     """The records shuffled by order and sorted by ``_SORT`` (HISTORY records last in their key).
 
     A channel record's fee check (``_fee_bad``) reads only the record itself, so it is made here, once per
     record and before the shuffle, instead of once per record of its key after it.
+
+    Every byte of a record is copied by the shuffle, the sort and the window, so two values that are
+    nearly always known travel as null: first_seen when it is the run's date (every fresh record), paid_at
+    when it equals ``time`` (every paid local record). ``_restored`` gives them back, exactly.
     """
     side, status = F.col("side"), F.col("status")
     is_chan = side == "CHANNEL"
+    records = (records
+               .withColumn("first_seen", F.when(~F.col("first_seen").eqNullSafe(params.day), F.col("first_seen")))
+               .withColumn("paid_at", F.when(~F.col("paid_at").eqNullSafe(F.col("time")), F.col("paid_at"))))
     return (records.select(
                 "*", F.xxhash64("order_no").alias("_h"),
-                F.when(is_chan, _expected_fee(rules)[1]).alias("_fee_bad"),
+                F.when(is_chan, _expected_fee(params.rules)[1]).alias("_fee_bad"),
                 F.when(is_chan, 0).when(side == "HISTORY", 2).otherwise(1).alias("_side_rank"),
                 F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1)
                  .alias("_ok_rank"))
             .repartition(*_ORDER).sortWithinPartitions(*_SORT))
 
 
-def _keyed(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
+def _restored(name: str, day: str) -> Column:
+    """A column that ``_sorted`` sends as null when it holds its usual value, back with that value."""
+    if name == "first_seen":
+        return F.coalesce(F.col(name), F.lit(day)).alias(name)
+    if name == "paid_at":
+        return F.coalesce(F.col(name), F.col("time")).alias(name)
+    return F.col(name)
+
+
+def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
     """Per record, the facts of its key and of its order (one window; see ``_SORT``).
 
     Of the key (records of this date only; HISTORY records sort last in their key and count nowhere):
@@ -268,19 +284,22 @@ def _keyed(records: DataFrame, rules: dict[str, ChannelRules]) -> DataFrame:
     fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
                     F.col("amount").alias("a"))
     n_key = F.count(F.lit(1)).over(key)
-    df = _sorted(records, rules).select(
+    day = params.day
+    df = _sorted(records, params).select(
         "*",
         (F.row_number().over(by_key) - F.count(F.lit(1)).over(keys_so_far) + n_key).alias("_rn"),
         F.sum(is_chan.cast("int")).over(key).alias("n_channel"),
         F.sum(is_local.cast("int")).over(key).alias("n_local"),
         F.sum((is_chan & (status == "SUCCESS")).cast("int")).over(key).alias("n_channel_ok"),
-        F.first(F.when(is_chan, F.struct(*_CHANNEL_FIELDS, refund_key.alias("_rk"))), ignorenulls=True)
-         .over(key).alias("c"),
-        F.first(F.when(is_local, F.struct(*_LOCAL_FIELDS)), ignorenulls=True).over(key).alias("l"),
+        F.first(F.when(is_chan, F.struct(*[_restored(n, day) for n in _CHANNEL_FIELDS], refund_key.alias("_rk"))),
+                ignorenulls=True).over(key).alias("c"),
+        F.first(F.when(is_local, F.struct(*[_restored(n, day) for n in _LOCAL_FIELDS])), ignorenulls=True)
+         .over(key).alias("l"),
         F.min(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_min"),
         F.max(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_max"),
         F.collect_list(F.when(pay_ok | refund_ok, fact)).over(order).alias("_facts"),
-    ).filter(side != "HISTORY")
+    ).filter(side != "HISTORY").withColumn("first_seen", _restored("first_seen", day)) \
+     .withColumn("paid_at", _restored("paid_at", day))
     c = F.col("c")
     here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
     paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
@@ -308,7 +327,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     is_chan = side == "CHANNEL"
     is_pay = F.col("txn_type") == "PAYMENT"
 
-    df = _keyed(records, params.rules)
+    df = _keyed(records, params)
     rn_side = F.when(is_chan, F.col("_rn")).otherwise(F.col("_rn") - F.col("n_channel"))
     df = df.withColumn("rn_side", rn_side).drop("_rn", "_h", "_side_rank", "_ok_rank", "_fee_bad")
 

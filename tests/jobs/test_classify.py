@@ -171,6 +171,26 @@ def test_refunds_add_up_in_time_order_not_refund_number_order(spark):
     assert row.refund_no == "R1" and row.note == "refunds total 110.00, more than the payment 100.00"
 
 
+def test_values_sent_as_null_through_the_shuffle_come_back_exactly(spark):
+    """first_seen (the run's date for fresh records) and paid_at (equal to time when paid) travel as null;
+    every record gets its own values back, unpaid, paid, carried and channel alike."""
+    carried = list(_item("LOCAL", "OLD", "4.00", "2026-11-18"))
+    carried[-1] = "2026-11-18 09:00:09"  # paid_at after created_at: time is paid_at
+    out = run(spark, local=[L("PAID", "1.00"), L("UNPAID", "2.00", "UNPAID", paid_at=""),
+                            L("SAME", "3.00", created_at="2026-11-20 10:00:05")],
+              channel=[C("PAID", "1.00")], items=[tuple(carried)])
+    got = {(r.side, r.order_no): (r.first_seen, r.created_at, r.paid_at, r.time) for r in out.collect()}
+    assert got == {
+        ("LOCAL", "PAID"): (D, "2026-11-20 10:00:00", "2026-11-20 10:00:05", "2026-11-20 10:00:05"),
+        ("LOCAL", "UNPAID"): (D, "2026-11-20 10:00:00", "", "2026-11-20 10:00:00"),
+        ("LOCAL", "SAME"): (D, "2026-11-20 10:00:05", "2026-11-20 10:00:05", "2026-11-20 10:00:05"),
+        ("LOCAL", "OLD"): ("2026-11-18", "2026-11-19 23:58:00", "2026-11-18 09:00:09", "2026-11-18 09:00:09"),
+        ("CHANNEL", "PAID"): (D, "", "", "2026-11-20 10:00:06")}
+    lone = {r.order_no: r for r in out.filter("side = 'LOCAL'").collect()}
+    assert lone["OLD"].l.first_seen == "2026-11-18" and lone["PAID"].l.first_seen == D
+    assert lone["PAID"].c.first_seen == D
+
+
 def test_a_key_exported_twice_locally_is_flagged_not_guessed(spark):
     out = run(spark, local=[L("K1", "1.00"), L("K1", "1.00")], channel=[C("K1", "1.00")])
     cats = sorted(r.category for r in out.filter("side = 'LOCAL'").collect())
