@@ -175,7 +175,7 @@ def test_values_sent_as_null_through_the_shuffle_come_back_exactly(spark):
     """first_seen (the run's date for fresh records) and paid_at (equal to time when paid) travel as null;
     every record gets its own values back, unpaid, paid, carried and channel alike."""
     carried = list(_item("LOCAL", "OLD", "4.00", "2026-11-18"))
-    carried[-1] = "2026-11-18 09:00:09"  # paid_at after created_at: time is paid_at
+    carried[-1] = "2026-11-18 09:00:09"  # a paid_at of its own, not created_at: time is paid_at
     out = run(spark, local=[L("PAID", "1.00"), L("UNPAID", "2.00", "UNPAID", paid_at=""),
                             L("SAME", "3.00", created_at="2026-11-20 10:00:05")],
               channel=[C("PAID", "1.00")], items=[tuple(carried)])
