@@ -174,14 +174,16 @@ def open_item_records(items: DataFrame) -> DataFrame:
 # -- classification -------------------------------------------------------------------------------------------
 
 def _by_channel(mapping: dict, default, dtype=None) -> Column:
-    """A per-channel constant as one CASE expression (few channels, no join)."""
+    """A per-channel value (a constant or an expression) as one CASE expression (few channels, no join)."""
+    def value(v) -> Column:
+        col = v if isinstance(v, Column) else F.lit(v)
+        return col if dtype is None else col.cast(dtype)
+
     expr = None
-    for name, value in sorted(mapping.items()):
-        lit = F.lit(value) if dtype is None else F.lit(value).cast(dtype)
-        expr = (F.when(F.col("channel") == name, lit) if expr is None
-                else expr.when(F.col("channel") == name, lit))
-    fallback = F.lit(default) if dtype is None else F.lit(default).cast(dtype)
-    return fallback if expr is None else expr.otherwise(fallback)
+    for name, v in sorted(mapping.items()):
+        expr = (F.when(F.col("channel") == name, value(v)) if expr is None
+                else expr.when(F.col("channel") == name, value(v)))
+    return value(default) if expr is None else expr.otherwise(value(default))
 
 
 def _round_fee(value: Column, rule: str) -> Column:
@@ -207,23 +209,25 @@ _SORT = (*_ORDER, *_KEY_COLUMNS, *_KEY_ORDER)
 _REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "_fid", "source_line")
 
 
-def _expected_fee(rules: dict[str, ChannelRules], record: Column | None = None) -> tuple[Column, Column]:
-    """The fee the contract gives a channel record (its channel's rate and rounding, negative for a refund), and
-    whether its fee is off that by more than the tolerance (never, without a rate). ``record``: a struct with
-    the record's fields, else the columns themselves."""
+def _expected_fee(rules: dict[str, ChannelRules], record: Column | None = None) -> Column:
+    """The fee the contract gives a channel record: its channel's rate and rounding, negative for a refund; null
+    without a rate. ``record``: a struct with the record's fields, else the columns themselves."""
     def f(name: str) -> Column:
         return F.col(name) if record is None else record[name]
 
     rate = _by_channel({k: r.fee_rate for k, r in rules.items() if r.fee_rate is not None}, None, RATE)
-    tol = _by_channel({k: r.fee_tolerance for k, r in rules.items()}, Decimal("0.01"), MONEY)
     base = (f("amount") - F.coalesce(f("coupon_amount"), F.lit(0).cast(MONEY))) * rate
-    rounded = None
-    for name, rule in sorted((k, r.fee_rounding) for k, r in rules.items()):
-        rounded = (F.when(F.col("channel") == name, _round_fee(base, rule)) if rounded is None
-                   else rounded.when(F.col("channel") == name, _round_fee(base, rule)))
-    rounded = _round_fee(base, "HALF_UP") if rounded is None else rounded.otherwise(_round_fee(base, "HALF_UP"))
-    expected = rounded * F.when(F.col("txn_type") == "PAYMENT", F.lit(1)).otherwise(F.lit(-1))
-    return expected, rate.isNotNull() & (F.abs(f("fee") - expected) > tol)
+    rounded = _by_channel({k: _round_fee(base, r.fee_rounding) for k, r in rules.items()},
+                          _round_fee(base, "HALF_UP"))
+    return rounded * F.when(F.col("txn_type") == "PAYMENT", F.lit(1)).otherwise(F.lit(-1))
+
+
+def _fee_off(rules: dict[str, ChannelRules]) -> Column:
+    """Whether a channel record's fee is off the contracted one by more than its channel's tolerance (never,
+    without a rate)."""
+    tol = _by_channel({k: r.fee_tolerance for k, r in rules.items()}, Decimal("0.01"), MONEY)
+    expected = _expected_fee(rules)
+    return expected.isNotNull() & (F.abs(F.col("fee") - expected) > tol)
 
 
 def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
@@ -243,7 +247,7 @@ def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
                .withColumn("paid_at", F.when(~F.col("paid_at").eqNullSafe(F.col("time")), F.col("paid_at"))))
     return (records.select(
                 "*", F.xxhash64("order_no").alias("_h"),
-                F.when(is_chan, _expected_fee(params.rules)[1]).alias("_fee_bad"),
+                F.when(is_chan, _fee_off(params.rules)).alias("_fee_bad"),
                 F.when(is_chan, 0).when(side == "HISTORY", 2).otherwise(1).alias("_side_rank"),
                 F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1)
                  .alias("_ok_rank"))
@@ -298,8 +302,7 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
         F.min(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_min"),
         F.max(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_max"),
         F.collect_list(F.when(pay_ok | refund_ok, fact)).over(order).alias("_facts"),
-    ).filter(side != "HISTORY").withColumn("first_seen", _restored("first_seen", day)) \
-     .withColumn("paid_at", _restored("paid_at", day))
+    ).filter(side != "HISTORY").withColumns({n: _restored(n, day) for n in ("first_seen", "paid_at")})
     c = F.col("c")
     here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
     paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
@@ -392,7 +395,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     df = (df.withColumn("category", category).withColumn("age_days", age.cast("int"))
             .withColumn("still_open", still_open & ~extra).drop("_pair"))
     df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH",
-                                              _expected_fee(params.rules, c)[0]))
+                                              _expected_fee(params.rules, c)))
 
     listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY, NOT_RECONCILED) & ~F.col("still_open")
     emits = listed & (is_chan | (~extra & ~has_c))  # a pair's row is carried by its channel primary
