@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from schemas import local as local_schema
 from schemas import standard
 from schemas.outputs import CORRECTION_ACTIONS, RESOLUTIONS
 
@@ -203,8 +204,7 @@ def _round_fee(value: Column, rule: str) -> Column:
 # (a date): an 8-byte hash prefix makes the sort's comparisons cheap, and it groups exactly as order_no does.
 _ORDER = ("_h", "order_no")
 _KEY_COLUMNS = ("channel", "txn_type", "refund_no")
-_KEY_ORDER = ("_side_rank", "_ok_rank", "time", "channel_refund_id", "_fid", "source_line", "status", "amount",
-              "created_at")
+_KEY_ORDER = ("_rank", "time", "channel_refund_id", "_fid", "source_line", "_codes", "amount", "created_at")
 _SORT = (*_ORDER, *_KEY_COLUMNS, *_KEY_ORDER)
 _REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "_fid", "source_line")
 
@@ -230,37 +230,101 @@ def _fee_off(rules: dict[str, ChannelRules]) -> Column:
     return expected.isNotNull() & (F.abs(F.col("fee") - expected) > tol)
 
 
+# Small string and boolean columns travel through the shuffle, the sort and the window as one long (``_codes``):
+# 8 bits per string column (its 1-based place in a list of the usual values; 0 for any other value, which then
+# travels as itself in the struct ``_raw``, null when every value is usual), then a bit for ``carried`` and two
+# for ``_fee_bad`` (null, false, true). A string costs a row 16 bytes or more, a boolean 8; the long costs 8.
+_CODED = (
+    ("side", ("CHANNEL", "LOCAL", "HELD", "HISTORY")),
+    ("status", tuple(dict.fromkeys((*standard.STATUSES, *local_schema.PAYMENT_STATUSES,
+                                    *local_schema.REFUND_STATUSES)))),
+    ("currency", ("CNY", "HKD", "USD", "EUR", "GBP", "JPY", "SGD", "AUD", "CAD", "KRW", "MOP", "TWD", "THB",
+                  "MYR", "CHF", "NZD")),
+    ("carried_as", ("", "PENDING_CUTOFF", *BREAKS)),
+)
+_CARRIED_BIT, _FEE_BITS = 8 * len(_CODED), 8 * len(_CODED) + 1
+
+
+def _codes(fee_bad: Column) -> tuple[Column, Column]:
+    """``_codes`` and ``_raw`` of a record (see ``_CODED``)."""
+    codes = [F.coalesce(F.array_position(_names(names), F.col(name)), F.lit(0)) for name, names in _CODED]
+    packed = F.lit(0).cast("long")
+    for i, code in enumerate(codes):
+        packed = packed.bitwiseOR(F.shiftleft(code, 8 * i))
+    packed = (packed.bitwiseOR(F.shiftleft(F.col("carried").cast("long"), _CARRIED_BIT))
+              .bitwiseOR(F.shiftleft(F.when(fee_bad, 2).when(~fee_bad, 1).otherwise(0).cast("long"), _FEE_BITS)))
+    unusual = None
+    for code in codes:
+        unusual = code == 0 if unusual is None else unusual | (code == 0)
+    raw = F.when(unusual, F.struct(*[F.when(code == 0, F.col(name)).alias(name)
+                                    for code, (name, _) in zip(codes, _CODED)]))
+    return packed.alias("_codes"), raw.alias("_raw")
+
+
+def _decoded(name: str, record: Column | None = None) -> Column:
+    """A column that ``_codes`` packed, back as it was; of ``record`` (a struct with ``_codes`` and ``_raw``)
+    or of the row."""
+    codes = F.col("_codes") if record is None else record["_codes"]
+    if name == "carried":
+        return F.shiftright(codes, _CARRIED_BIT).bitwiseAND(1) == 1
+    if name == "_fee_bad":
+        bits = F.shiftright(codes, _FEE_BITS).bitwiseAND(3)
+        return F.when(bits > 0, bits == 2)
+    i, names = next((i, names) for i, (n, names) in enumerate(_CODED) if n == name)
+    code = F.shiftright(codes, 8 * i).bitwiseAND(255).cast("int")
+    raw = F.col("_raw") if record is None else record["_raw"]
+    return F.when(code > 0, F.element_at(_names(names), code)).otherwise(raw[name])
+
+
+def _is(name: str, *values: str, record: Column | None = None) -> Column:
+    """Whether the coded column ``name`` of the row (or of ``record``, a struct with ``_codes`` and ``_raw``)
+    holds one of ``values``; compared as codes where they are usual."""
+    codes = F.col("_codes") if record is None else record["_codes"]
+    raw = F.col("_raw") if record is None else record["_raw"]
+    shift = 8 * [n for n, _ in _CODED].index(name)
+    names = dict(_CODED)[name]
+    known = [(names.index(v) + 1) << shift for v in values if v in names]
+    other = [v for v in values if v not in names]
+    test = codes.bitwiseAND(F.lit(255 << shift).cast("long")).isin(*known) if known else F.lit(False)
+    return (test | raw[name].isin(*other)) if other else test
+
+
 def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
     """The records shuffled by order and sorted by ``_SORT`` (HISTORY records last in their key).
 
     A channel record's fee check (``_fee_bad``) reads only the record itself, so it is made here, once per
     record and before the shuffle, instead of once per record of its key after it.
 
-    Every byte of a record is copied by the shuffle, the sort and the window, so two values that are
-    nearly always known travel as null: first_seen when it is the run's date (every fresh record), paid_at
-    when it equals ``time`` (every paid local record). ``_restored`` gives them back, exactly.
+    Every byte of a record is copied by the shuffle, the sort and the window, so the record travels narrow:
+    small columns as codes (``_CODED``), and two values that are nearly always known as null: first_seen when
+    it is the run's date (every fresh record), paid_at when it equals ``time`` (every paid local record).
+    ``_restored`` gives them all back, exactly.
     """
     side, status = F.col("side"), F.col("status")
     is_chan = side == "CHANNEL"
     records = (records
                .withColumn("first_seen", F.when(~F.col("first_seen").eqNullSafe(params.day), F.col("first_seen")))
                .withColumn("paid_at", F.when(~F.col("paid_at").eqNullSafe(F.col("time")), F.col("paid_at"))))
+    side_rank = F.when(is_chan, 0).when(side == "HISTORY", 2).otherwise(1)
+    ok_rank = F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1)
+    coded = [name for name, _ in _CODED] + ["carried"]
     return (records.select(
-                "*", F.xxhash64("order_no").alias("_h"),
-                F.when(is_chan, _fee_off(params.rules)).alias("_fee_bad"),
-                F.when(is_chan, 0).when(side == "HISTORY", 2).otherwise(1).alias("_side_rank"),
-                F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1)
-                 .alias("_ok_rank"))
+                *[c for c in records.columns if c not in coded], F.xxhash64("order_no").alias("_h"),
+                *_codes(F.when(is_chan, _fee_off(params.rules))), (side_rank * 2 + ok_rank).alias("_rank"))
             .repartition(*_ORDER).sortWithinPartitions(*_SORT))
 
 
-def _restored(name: str, day: str) -> Column:
-    """A column that ``_sorted`` sends as null when it holds its usual value, back with that value."""
+def _restored(name: str, day: str, record: Column | None = None) -> Column:
+    """A column that ``_sorted`` sends coded, or as null when it holds its usual value, back as it was; of
+    ``record`` (a struct) or of the row."""
+    col = F.col(name) if record is None else record[name]
     if name == "first_seen":
-        return F.coalesce(F.col(name), F.lit(day)).alias(name)
+        return F.coalesce(col, F.lit(day)).alias(name)
     if name == "paid_at":
-        return F.coalesce(F.col(name), F.col("time")).alias(name)
-    return F.col(name)
+        return F.coalesce(col, F.col("time") if record is None else record["time"]).alias(name)
+    if name in ("carried", "_fee_bad") or name in dict(_CODED):
+        return _decoded(name, record).alias(name)
+    return col.alias(name)
 
 
 def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
@@ -274,10 +338,11 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
     refunds at that channel up to and including the key's channel primary in time order (earlier dates' HISTORY
     records included); ``over_refund``: that refund takes the total past the payment.
     """
-    side, status, txn_type = F.col("side"), F.col("status"), F.col("txn_type")
-    is_chan = side == "CHANNEL"
-    is_local = side.isin("LOCAL", "HELD")
-    at_channel = side.isin("CHANNEL", "HISTORY") & (status == "SUCCESS")
+    txn_type = F.col("txn_type")
+    is_chan = _is("side", "CHANNEL")
+    is_local = _is("side", "LOCAL", "HELD")
+    ok = _is("status", "SUCCESS")
+    at_channel = _is("side", "CHANNEL", "HISTORY") & ok
     pay_ok = at_channel & (txn_type == "PAYMENT")
     refund_ok = at_channel & (txn_type == "REFUND")
     by_key = Window.partitionBy(*_ORDER).orderBy(*_KEY_COLUMNS)
@@ -289,21 +354,23 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
                     F.col("amount").alias("a"))
     n_key = F.count(F.lit(1)).over(key)
     day = params.day
+    # The primaries leave the window as they travelled (coded, usual values as null) and are restored after it.
+    travelled = ("amount", "time", "first_seen", "_codes", "_raw")
     df = _sorted(records, params).select(
         "*",
         (F.row_number().over(by_key) - F.count(F.lit(1)).over(keys_so_far) + n_key).alias("_rn"),
         F.sum(is_chan.cast("int")).over(key).alias("n_channel"),
         F.sum(is_local.cast("int")).over(key).alias("n_local"),
-        F.sum((is_chan & (status == "SUCCESS")).cast("int")).over(key).alias("n_channel_ok"),
-        F.first(F.when(is_chan, F.struct(*[_restored(n, day) for n in _CHANNEL_FIELDS], refund_key.alias("_rk"))),
-                ignorenulls=True).over(key).alias("c"),
-        F.first(F.when(is_local, F.struct(*[_restored(n, day) for n in _LOCAL_FIELDS])), ignorenulls=True)
-         .over(key).alias("l"),
+        F.sum((is_chan & ok).cast("int")).over(key).alias("n_channel_ok"),
+        F.first(F.when(is_chan, F.struct(*travelled, "fee", "coupon_amount", refund_key.alias("_rk"))),
+                ignorenulls=True).over(key).alias("_c"),
+        F.first(F.when(is_local, F.struct(*travelled)), ignorenulls=True).over(key).alias("_l"),
         F.min(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_min"),
         F.max(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_max"),
         F.collect_list(F.when(pay_ok | refund_ok, fact)).over(order).alias("_facts"),
-    ).filter(side != "HISTORY").withColumns({n: _restored(n, day) for n in ("first_seen", "paid_at")})
-    c = F.col("c")
+    ).filter(~_is("side", "HISTORY"))
+    df = df.withColumns({n: _restored(n, day) for n in ("first_seen", "paid_at", "carried", *dict(_CODED))})
+    c = F.col("_c")
     here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
     paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
     upto = F.filter(here, lambda x: x["r"] & (x["k"] <= c["_rk"]))
@@ -312,10 +379,10 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
     df = (df.withColumn("multi_channel", F.coalesce(F.col("_pay_min") != F.col("_pay_max"), F.lit(False)))
             .withColumn("paid_amount", F.when(is_refund & c.isNotNull(), paid))
             .withColumn("refunded_total", F.when(is_refund & c.isNotNull(), total)))
-    over = (c["status"] == "SUCCESS") & F.col("paid_amount").isNotNull() & \
+    over = _is("status", "SUCCESS", record=c) & F.col("paid_amount").isNotNull() & \
         (F.col("refunded_total") > F.col("paid_amount"))
     return (df.withColumn("over_refund", F.coalesce(is_refund & over, F.lit(False)))
-              .drop("_pay_min", "_pay_max", "_facts"))
+              .drop("_pay_min", "_pay_max", "_facts", "_codes", "_raw"))
 
 
 def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
@@ -332,16 +399,24 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
 
     df = _keyed(records, params)
     rn_side = F.when(is_chan, F.col("_rn")).otherwise(F.col("_rn") - F.col("n_channel"))
-    df = df.withColumn("rn_side", rn_side).drop("_rn", "_h", "_side_rank", "_ok_rank", "_fee_bad")
+    df = df.withColumn("rn_side", rn_side).drop("_rn", "_h", "_rank")
 
-    l, c = F.col("l"), F.col("c")
+    day = params.day
+
+    def l(name: str) -> Column:  # a field of the local / channel primary, as it was
+        return _restored(name, day, F.col("_l"))
+
+    def c(name: str) -> Column:
+        return _restored(name, day, F.col("_c"))
+
     has_l, has_c = F.col("n_local") > 0, F.col("n_channel") > 0
     both = has_l & has_c
-    l_ok = F.when(is_pay, l["status"] == "PAID").otherwise(l["status"] == "SUCCESS")
-    c_ok = c["status"] == "SUCCESS"
+    l_ok = F.when(is_pay, _is("status", "PAID", record=F.col("_l"))).otherwise(
+        _is("status", "SUCCESS", record=F.col("_l")))
+    c_ok = _is("status", "SUCCESS", record=F.col("_c"))
     dup = F.col("n_channel_ok") > 1
-    cur_diff = l["currency"] != c["currency"]
-    amt_diff = l["amount"] != c["amount"]
+    cur_diff = l("currency") != c("currency")
+    amt_diff = l("amount") != c("amount")
 
     mismatch = F.when(is_pay, "AMOUNT_MISMATCH").otherwise("REFUND_AMOUNT_MISMATCH")
     autofix = F.when(is_pay, "LOCAL_UNPAID_CHANNEL_PAID").otherwise("LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED")
@@ -349,7 +424,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
             .when(both & c_ok & cur_diff, "CURRENCY_MISMATCH")
             .when(both & c_ok & amt_diff, mismatch)
             .when(both & c_ok & F.col("over_refund"), "REFUND_EXCEEDS_PAYMENT")
-            .when(both & l_ok & c_ok & c["_fee_bad"], "FEE_MISMATCH")
+            .when(both & l_ok & c_ok & c("_fee_bad"), "FEE_MISMATCH")
             .when(both & l_ok & c_ok, "MATCHED")
             .when(both & c_ok, autofix)
             .when(both & l_ok, "STATUS_MISMATCH")
@@ -362,7 +437,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
 
     # One-sided: inside the cut-off window (or carried and not yet too old) it is carried, else a break.
     # A break carried from an earlier date stays open (not listed again) until its counterpart comes.
-    lone = {f: F.when(has_l, l[f]).otherwise(c[f]) for f in ("first_seen", "time", "carried", "carried_as")}
+    lone = {f: F.when(has_l, l(f)).otherwise(c(f)) for f in ("first_seen", "time", "carried", "carried_as")}
     lone_age = F.datediff(F.lit(params.day), F.to_date(lone["first_seen"]))
     in_window = lone["time"] >= _by_channel(params.window_starts, "9999-12-31 00:00:00")
     final_one = (F.when(has_l & is_pay, "LOCAL_ONLY").when(has_l, "REFUND_LOCAL_ONLY")
@@ -374,9 +449,9 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
                  .when(in_window, "PENDING_CUTOFF").otherwise(final_one))
     df = df.withColumn("_pair", pair)
     pair = F.col("_pair")
-    any_carried = (has_l & l["carried"]) | (has_c & c["carried"])
+    any_carried = (has_l & l("carried")) | (has_c & c("carried"))
     pair_age = F.datediff(F.lit(params.day), F.to_date(F.least(
-        F.when(has_l, l["first_seen"]), F.when(has_c, c["first_seen"]))))
+        F.when(has_l, l("first_seen")), F.when(has_c, c("first_seen")))))
     pair_final = (F.when(pair.isin(_ONE_LOCAL, _ONE_CHANNEL), one_sided)
                   .when((pair == "MATCHED") & both & any_carried, "CLEARED_LATE")
                   .otherwise(pair))
@@ -395,7 +470,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     df = (df.withColumn("category", category).withColumn("age_days", age.cast("int"))
             .withColumn("still_open", still_open & ~extra).drop("_pair"))
     df = df.withColumn("expected_fee", F.when(F.col("category") == "FEE_MISMATCH",
-                                              _expected_fee(params.rules, c)))
+                                              _expected_fee(params.rules, F.col("_c"))))
 
     listed = ~F.col("category").isin("MATCHED", LOCAL_DUPLICATE_KEY, NOT_RECONCILED) & ~F.col("still_open")
     emits = listed & (is_chan | (~extra & ~has_c))  # a pair's row is carried by its channel primary
@@ -404,7 +479,11 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
             .withColumn("resolution", F.coalesce(resolution, F.when(F.col("category") == NOT_RECONCILED,
                                                                     F.lit(NOT_RECONCILED)),
                                                  F.lit("INTEGRITY_FAILURE"))))
-    return df
+    # The primaries as the rows show them, built only where a row is (Spark defers a column used once).
+    return df.withColumns({
+        "c": F.when(F.col("_c").isNotNull(), F.struct(*[c(n) for n in _CHANNEL_FIELDS], F.col("_c._rk").alias("_rk"))),
+        "l": F.when(F.col("_l").isNotNull(), F.struct(*[l(n) for n in _LOCAL_FIELDS])),
+    }).drop("_c", "_l")
 
 
 def with_details(outcomes: DataFrame, std: DataFrame) -> DataFrame:

@@ -191,6 +191,33 @@ def test_values_sent_as_null_through_the_shuffle_come_back_exactly(spark):
     assert lone["PAID"].c.first_seen == D
 
 
+def test_coded_columns_come_back_exactly_and_compare_alike_usual_or_not(spark):
+    """status, currency, carried_as and carried cross the shuffle as codes; a value outside the usual lists
+    travels as itself. Either way the record gets its own value back and comparisons treat both alike."""
+    old = list(_item("LOCAL", "OLD", "4.00", "2026-11-19", carried_as="RETIRED_NAME"))
+    out = run(spark, local=[L("XB1", "1.00", currency="XBT"), L("XB2", "1.00", currency="XBT"),
+                            L("XB3", "1.00", currency="XBT"), L("ST1", "1.00", "paid")],
+              channel=[C("XB1", "1.00", currency="XBT"), C("XB2", "1.00", currency="XBC"), C("XB3", "1.00"),
+                       C("ST1", "1.00")],
+              items=[tuple(old)])
+    rows = {(r.side, r.order_no): r for r in out.collect()}
+    assert {k: r.category for k, r in rows.items()} == {
+        ("LOCAL", "XB1"): "MATCHED", ("CHANNEL", "XB1"): "MATCHED",
+        ("LOCAL", "XB2"): "CURRENCY_MISMATCH", ("CHANNEL", "XB2"): "CURRENCY_MISMATCH",
+        ("LOCAL", "XB3"): "CURRENCY_MISMATCH", ("CHANNEL", "XB3"): "CURRENCY_MISMATCH",
+        ("LOCAL", "ST1"): "LOCAL_UNPAID_CHANNEL_PAID", ("CHANNEL", "ST1"): "LOCAL_UNPAID_CHANNEL_PAID",
+        ("LOCAL", "OLD"): "PENDING_CUTOFF"}
+    assert (rows[("CHANNEL", "XB2")].currency, rows[("CHANNEL", "XB2")].c.currency) == ("XBC", "XBC")
+    assert (rows[("CHANNEL", "XB2")].l.currency, rows[("CHANNEL", "XB3")].c.currency) == ("XBT", "CNY")
+    assert (rows[("LOCAL", "ST1")].status, rows[("CHANNEL", "ST1")].l.status) == ("paid", "paid")
+    assert rows[("CHANNEL", "ST1")].c.status == "SUCCESS" and rows[("CHANNEL", "ST1")].c._fee_bad is False
+    assert (rows[("LOCAL", "OLD")].carried_as, rows[("LOCAL", "OLD")].carried) == ("RETIRED_NAME", True)
+    assert (rows[("LOCAL", "XB1")].carried_as, rows[("LOCAL", "XB1")].carried) == ("", False)
+    assert {r.side for r in rows.values()} == {"LOCAL", "CHANNEL"}
+    notes = {r.order_no: r.note for r in tx.discrepancies(out, D).collect()}
+    assert notes["XB2"] == "local XBT, channel XBC" and notes["ST1"] == "local paid, channel SUCCESS: mark paid"
+
+
 def test_a_key_exported_twice_locally_is_flagged_not_guessed(spark):
     out = run(spark, local=[L("K1", "1.00"), L("K1", "1.00")], channel=[C("K1", "1.00")])
     cats = sorted(r.category for r in out.filter("side = 'LOCAL'").collect())
