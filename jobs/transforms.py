@@ -347,18 +347,16 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
     refund_ok = at_channel & (txn_type == "REFUND")
     by_key = Window.partitionBy(*_ORDER).orderBy(*_KEY_COLUMNS)
     key = by_key.rangeBetween(Window.currentRow, Window.currentRow)
-    keys_so_far = by_key.rangeBetween(Window.unboundedPreceding, Window.currentRow)
     order = by_key.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     refund_key = F.struct(*[F.col(n) for n in _REFUND_ORDER])
     fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
                     F.col("amount").alias("a"))
-    n_key = F.count(F.lit(1)).over(key)
     day = params.day
     # The primaries leave the window as they travelled (coded, usual values as null) and are restored after it.
     travelled = ("amount", "time", "first_seen", "_codes", "_raw")
     df = _sorted(records, params).select(
         "*",
-        (F.row_number().over(by_key) - F.count(F.lit(1)).over(keys_so_far) + n_key).alias("_rn"),
+        (F.row_number().over(by_key) - F.rank().over(by_key) + 1).alias("_rn"),  # rank: the key's first row
         F.sum(is_chan.cast("int")).over(key).alias("n_channel"),
         F.sum(is_local.cast("int")).over(key).alias("n_local"),
         F.sum((is_chan & ok).cast("int")).over(key).alias("n_channel_ok"),
