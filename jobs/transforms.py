@@ -243,6 +243,7 @@ _CODED = (
     ("carried_as", ("", "PENDING_CUTOFF", *BREAKS)),
 )
 _CARRIED_BIT, _FEE_BITS = 8 * len(_CODED), 8 * len(_CODED) + 1
+assert all(len(names) < 256 for _, names in _CODED) and _FEE_BITS + 2 <= 63, "the codes must fit their bits"
 
 
 def _codes(fee_bad: Column) -> tuple[Column, Column]:
@@ -356,7 +357,8 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
     travelled = ("amount", "time", "first_seen", "_codes", "_raw")
     df = _sorted(records, params).select(
         "*",
-        (F.row_number().over(by_key) - F.rank().over(by_key) + 1).alias("_rn"),  # rank: the key's first row
+        # rank() is the place of the key's first row in the order, so this is the row's place in its key
+        (F.row_number().over(by_key) - F.rank().over(by_key) + 1).alias("_rn"),
         F.sum(is_chan.cast("int")).over(key).alias("n_channel"),
         F.sum(is_local.cast("int")).over(key).alias("n_local"),
         F.sum((is_chan & ok).cast("int")).over(key).alias("n_channel_ok"),
