@@ -120,6 +120,21 @@ def _names(names) -> Column:
     return F.array(*[F.lit(n) for n in names])
 
 
+def _code(col: Column, names) -> Column:
+    """``col``'s 1-based place in ``names``; 0 for any other value (null included)."""
+    return F.coalesce(F.array_position(_names(names), col), F.lit(0)).cast("int")
+
+
+def _name(code: Column, names, other) -> Column:
+    """The name a ``_code`` stands for; ``other`` where it is 0."""
+    return F.when(code > 0, F.element_at(_names(names), code.cast("int"))).otherwise(other)
+
+
+def _of(name: str, record: Column | None = None) -> Column:
+    """Field ``name`` of ``record`` (a struct), or the row's column without one."""
+    return F.col(name) if record is None else record[name]
+
+
 def local_records(local: DataFrame, day: str, in_scope: Column | None = None) -> DataFrame:
     """Local orders of D as records: side LOCAL, or HELD where ``in_scope`` is false (a channel not being
     reconciled: the record is counted, gets the category NOT_RECONCILED and no other outcome). Held records
@@ -212,11 +227,8 @@ _REFUND_ORDER = ("time", "refund_no", "channel_refund_id", "_fid", "source_line"
 def _expected_fee(rules: dict[str, ChannelRules], record: Column | None = None) -> Column:
     """The fee the contract gives a channel record: its channel's rate and rounding, negative for a refund; null
     without a rate. ``record``: a struct with the record's fields, else the columns themselves."""
-    def f(name: str) -> Column:
-        return F.col(name) if record is None else record[name]
-
     rate = _by_channel({k: r.fee_rate for k, r in rules.items() if r.fee_rate is not None}, None, RATE)
-    base = (f("amount") - F.coalesce(f("coupon_amount"), F.lit(0).cast(MONEY))) * rate
+    base = (_of("amount", record) - F.coalesce(_of("coupon_amount", record), F.lit(0).cast(MONEY))) * rate
     rounded = _by_channel({k: _round_fee(base, r.fee_rounding) for k, r in rules.items()},
                           _round_fee(base, "HALF_UP"))
     return rounded * F.when(F.col("txn_type") == "PAYMENT", F.lit(1)).otherwise(F.lit(-1))
@@ -244,19 +256,18 @@ _CODED = (
 )
 _CARRIED_BIT, _FEE_BITS = 8 * len(_CODED), 8 * len(_CODED) + 1
 assert all(len(names) < 256 for _, names in _CODED) and _FEE_BITS + 2 <= 63, "the codes must fit their bits"
+_SLOTS = {name: (8 * i, names) for i, (name, names) in enumerate(_CODED)}  # name -> (bit shift, usual values)
 
 
 def _codes(fee_bad: Column) -> tuple[Column, Column]:
     """``_codes`` and ``_raw`` of a record (see ``_CODED``)."""
-    codes = [F.coalesce(F.array_position(_names(names), F.col(name)), F.lit(0)) for name, names in _CODED]
+    codes = [_code(F.col(name), names) for name, names in _CODED]
     packed = F.lit(0).cast("long")
-    for i, code in enumerate(codes):
-        packed = packed.bitwiseOR(F.shiftleft(code, 8 * i))
+    for code, (shift, _) in zip(codes, _SLOTS.values()):
+        packed = packed.bitwiseOR(F.shiftleft(code.cast("long"), shift))
     packed = (packed.bitwiseOR(F.shiftleft(F.col("carried").cast("long"), _CARRIED_BIT))
               .bitwiseOR(F.shiftleft(F.when(fee_bad, 2).when(~fee_bad, 1).otherwise(0).cast("long"), _FEE_BITS)))
-    unusual = None
-    for code in codes:
-        unusual = code == 0 if unusual is None else unusual | (code == 0)
+    unusual = F.least(*codes) == 0
     raw = F.when(unusual, F.struct(*[F.when(code == 0, F.col(name)).alias(name)
                                     for code, (name, _) in zip(codes, _CODED)]))
     return packed.alias("_codes"), raw.alias("_raw")
@@ -265,29 +276,25 @@ def _codes(fee_bad: Column) -> tuple[Column, Column]:
 def _decoded(name: str, record: Column | None = None) -> Column:
     """A column that ``_codes`` packed, back as it was; of ``record`` (a struct with ``_codes`` and ``_raw``)
     or of the row."""
-    codes = F.col("_codes") if record is None else record["_codes"]
+    codes = _of("_codes", record)
     if name == "carried":
         return F.shiftright(codes, _CARRIED_BIT).bitwiseAND(1) == 1
     if name == "_fee_bad":
         bits = F.shiftright(codes, _FEE_BITS).bitwiseAND(3)
         return F.when(bits > 0, bits == 2)
-    i, names = next((i, names) for i, (n, names) in enumerate(_CODED) if n == name)
-    code = F.shiftright(codes, 8 * i).bitwiseAND(255).cast("int")
-    raw = F.col("_raw") if record is None else record["_raw"]
-    return F.when(code > 0, F.element_at(_names(names), code)).otherwise(raw[name])
+    shift, names = _SLOTS[name]
+    return _name(F.shiftright(codes, shift).bitwiseAND(255), names, _of("_raw", record)[name])
 
 
 def _is(name: str, *values: str, record: Column | None = None) -> Column:
     """Whether the coded column ``name`` of the row (or of ``record``, a struct with ``_codes`` and ``_raw``)
     holds one of ``values``; compared as codes where they are usual."""
-    codes = F.col("_codes") if record is None else record["_codes"]
-    raw = F.col("_raw") if record is None else record["_raw"]
-    shift = 8 * [n for n, _ in _CODED].index(name)
-    names = dict(_CODED)[name]
+    shift, names = _SLOTS[name]
     known = [(names.index(v) + 1) << shift for v in values if v in names]
     other = [v for v in values if v not in names]
-    test = codes.bitwiseAND(F.lit(255 << shift).cast("long")).isin(*known) if known else F.lit(False)
-    return (test | raw[name].isin(*other)) if other else test
+    test = (_of("_codes", record).bitwiseAND(F.lit(255 << shift).cast("long")).isin(*known) if known
+            else F.lit(False))
+    return (test | _of("_raw", record)[name].isin(*other)) if other else test
 
 
 def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
@@ -318,12 +325,12 @@ def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
 def _restored(name: str, day: str, record: Column | None = None) -> Column:
     """A column that ``_sorted`` sends coded, or as null when it holds its usual value, back as it was; of
     ``record`` (a struct) or of the row."""
-    col = F.col(name) if record is None else record[name]
+    col = _of(name, record)
     if name == "first_seen":
         return F.coalesce(col, F.lit(day)).alias(name)
     if name == "paid_at":
-        return F.coalesce(col, F.col("time") if record is None else record["time"]).alias(name)
-    if name in ("carried", "_fee_bad") or name in dict(_CODED):
+        return F.coalesce(col, _of("time", record)).alias(name)
+    if name in ("carried", "_fee_bad") or name in _SLOTS:
         return _decoded(name, record).alias(name)
     return col.alias(name)
 
@@ -369,7 +376,7 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
         F.max(F.when(pay_ok, F.col("channel"))).over(order).alias("_pay_max"),
         F.collect_list(F.when(pay_ok | refund_ok, fact)).over(order).alias("_facts"),
     ).filter(~_is("side", "HISTORY"))
-    df = df.withColumns({n: _restored(n, day) for n in ("first_seen", "paid_at", "carried", *dict(_CODED))})
+    df = df.withColumns({n: _restored(n, day) for n in ("first_seen", "paid_at", "carried", *_SLOTS)})
     c = F.col("_c")
     here = F.filter("_facts", lambda x: x["ch"] == F.col("channel"))
     paid = F.array_max(F.transform(F.filter(here, lambda x: ~x["r"]), lambda x: x["a"]))
@@ -609,9 +616,7 @@ _GROUP_SIDES = ("LOCAL", "CHANNEL", "HELD")
 
 
 def _group_code(category: Column, side: Column, carried: Column) -> Column:
-    cat = F.array_position(_names(_GROUP_CATEGORIES), category)  # 1-based; 0: unknown
-    side_no = F.array_position(_names(_GROUP_SIDES), side)
-    return (cat * 8 + side_no * 2 + carried.cast("int")).cast("int")
+    return (_code(category, _GROUP_CATEGORIES) * 8 + _code(side, _GROUP_SIDES) * 2 + carried.cast("int")).cast("int")
 
 
 def slim_outcomes(outcomes: DataFrame) -> DataFrame:
@@ -636,10 +641,8 @@ def category_totals(slim: DataFrame) -> DataFrame:
         F.sum(F.col("emits").cast("int")).alias("rows"))
     g = F.col("_g")
 
-    def decode(names, number):  # 0 (not in the list) stays visible as UNKNOWN instead of becoming another name
-        return F.when(number > 0, F.element_at(_names(names), number)).otherwise("UNKNOWN")
-
     return totals.select(
-        "channel", decode(_GROUP_CATEGORIES, F.expr("_g div 8").cast("int")).alias("category"),
-        decode(_GROUP_SIDES, F.expr("(_g % 8) div 2").cast("int")).alias("side"),
+        # 0 (not in the list) stays visible as UNKNOWN instead of becoming another name
+        "channel", _name(F.expr("_g div 8"), _GROUP_CATEGORIES, F.lit("UNKNOWN")).alias("category"),
+        _name(F.expr("(_g % 8) div 2"), _GROUP_SIDES, F.lit("UNKNOWN")).alias("side"),
         (g % 2 == 1).alias("carried"), "records", "amount", "fee", "rows")
