@@ -356,7 +356,9 @@ def _keyed(records: DataFrame, params: ClassifyParams) -> DataFrame:
     by_key = Window.partitionBy(*_ORDER).orderBy(*_KEY_COLUMNS)
     key = by_key.rangeBetween(Window.currentRow, Window.currentRow)
     order = by_key.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    refund_key = F.struct(*[F.col(n) for n in _REFUND_ORDER])
+    # A refund's place in time order; null for a payment, which never needs it (the window copies these
+    # values into every row of the order, so they stay small for the payments that are most of them).
+    refund_key = F.when(txn_type == "REFUND", F.struct(*[F.col(n) for n in _REFUND_ORDER]))
     fact = F.struct(F.col("channel").alias("ch"), (txn_type == "REFUND").alias("r"), refund_key.alias("k"),
                     F.col("amount").alias("a"))
     day = params.day
