@@ -11,6 +11,7 @@ import posixpath
 import re
 import time
 
+from jobs.local_orders import BAD_LOCAL_AMOUNT
 from normalizers.publish import is_published, standard_dir
 from recon.config import Settings
 from recon.dates import window_start
@@ -155,6 +156,10 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             _phase("classified every record", started)
         except Exception as exc:  # Spark's FAILFAST parse errors arrive as JVM exceptions
             text = str(exc)
+            if BAD_LOCAL_AMOUNT in text:  # raised by jobs.local_orders with the order, value and file
+                said = text[text.index(BAD_LOCAL_AMOUNT) + len(BAD_LOCAL_AMOUNT):].strip().splitlines()[0]
+                raise IntegrityError(re.sub(r"\s*SQLSTATE: \w+\s*$", "", said)[:600], date=d,
+                                     file=storage.uri(local_folder)) from exc
             if "MALFORMED" in text.upper() or "CAST_INVALID_INPUT" in text or "CSV header" in text:
                 first = text.strip().splitlines()[0][:400]
                 raise IntegrityError(f"an input file is malformed: {first}", date=d,

@@ -181,6 +181,28 @@ def test_a_local_export_listing_a_key_twice_exits_4_and_keeps_the_published_resu
     assert (_recon(other, DAY2) / "summary.json").read_bytes() == before  # nothing replaced
 
 
+def test_a_local_amount_not_exact_to_the_cent_exits_4_naming_it(two_days, spark, capsys, tmp_path):
+    import shutil
+
+    other = tmp_path / "demo"
+    shutil.copytree(two_days, other)
+    export = other / "root" / "local" / DAY2.isoformat() / "orders.csv"
+    lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = next(csv.DictReader(lines[:2]))
+    fields = next(csv.reader(lines[1:2]))
+    fields[list(first).index("amount")] = first["amount"] + "1"  # a third decimal: Spark alone would round it
+    lines[1] = ",".join(fields) + "\n"
+    export.write_text("".join(lines), encoding="utf-8")
+    before = (_recon(other, DAY2) / "summary.json").read_bytes()
+    conf = str(other / "conf" / "pipeline.toml")
+    assert run_cli("reconcile", "--conf", conf, "--date", DAY2.isoformat(), spark=spark) == 4
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert f"local order {first['order_no']}" in said and f"amount '{first['amount']}1'" in said
+    assert "orders.csv" in said and "exact to the cent" in said and "fix the order system's export" in said
+    assert (_recon(other, DAY2) / "summary.json").read_bytes() == before  # nothing replaced
+
+
 def test_a_summary_that_disagrees_with_its_rows_exits_4_and_publishes_nothing(demo_dir, spark, capsys):
     bill = demo_dir / "inbox" / "wechatpay" / f"wechatpay_all_{DAY1:%Y%m%d}.csv"
     lines = bill.read_bytes().split(b"\r\n")

@@ -1,0 +1,46 @@
+"""The local export read by Spark: amounts come in exact to the cent or the read fails, naming what to fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from jobs.local_orders import read_local_orders
+from recon.storage import Storage
+
+D = dt.date(2026, 11, 20)
+HEADER = "order_no,refund_no,txn_type,channel,currency,amount,status,created_at,paid_at\n"
+
+
+def _export(tmp_path, amounts: list[str]) -> Storage:
+    folder = tmp_path / "root" / "local" / D.isoformat()
+    folder.mkdir(parents=True)
+    rows = [f"A{i},,PAYMENT,wechatpay,CNY,{a},PAID,2026-11-20 10:00:00,2026-11-20 10:00:0{i}\n"
+            for i, a in enumerate(amounts)]
+    (folder / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
+    return Storage((tmp_path / "root").as_uri())
+
+
+def test_amounts_exact_to_the_cent_are_read_as_they_are(spark, tmp_path):
+    storage = _export(tmp_path, ["12.30", "12.3", "100", "-0.01", "0.00", "9999999999999999.99"])
+    got = read_local_orders(spark, storage, {"format": "csv"}, D).orderBy("order_no").collect()
+    assert [r.amount for r in got] == [Decimal("12.30"), Decimal("12.30"), Decimal("100.00"), Decimal("-0.01"),
+                                       Decimal("0.00"), Decimal("9999999999999999.99")]
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("12.345", "'12.345'"),       # Spark's own decimal parsing would round it to 12.35
+    ('"1,234.56"', "'1,234.56'"),  # ... drop the separator
+    ("1e2", "'1e2'"),             # ... and read an exponent
+    ("", "empty"),
+])
+def test_an_amount_not_exact_to_the_cent_fails_the_read_naming_order_value_and_file(spark, tmp_path, value, shown):
+    storage = _export(tmp_path, ["12.30", value])
+    df = read_local_orders(spark, storage, {"format": "csv"}, D)
+    with pytest.raises(Exception) as err:
+        df.collect()
+    said = str(err.value)
+    assert "local order A1" in said and f"amount {shown} is not a decimal exact to the cent" in said
+    assert "orders.csv" in said and "wechatpay" in said and D.isoformat() in said
