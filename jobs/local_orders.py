@@ -202,6 +202,7 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
 
 # An amount the export may hold: a decimal number exact to the cent, at most 16 digits before the point.
 EXACT_AMOUNT = r"^-?[0-9]{1,16}([.][0-9]{1,2})?$"
+MAX_DIGITS_SHOWN = 12  # a bad amount with more digits is not quoted in the error (it could be a card number)
 
 
 def _amount_as_text():
@@ -223,11 +224,18 @@ def _exact_amounts(text, day: dt.date):
     from pyspark.sql import functions as F
 
     amount = F.col("amount")
+    # The value is shown when it looks like a number that went wrong; anything else (a column shifted into
+    # the amount: a payer id, a card number) is only described, since error messages reach the logs.
+    digits = F.length(F.regexp_replace(amount, "[^0-9]", ""))
+    shown = (F.when(amount.isNull(), F.lit("empty"))
+             .when(amount.rlike(r"^[0-9.,eE+ -]{1,24}$") & (digits <= MAX_DIGITS_SHOWN),
+                   F.concat(F.lit("'"), amount, F.lit("'")))
+             .otherwise(F.concat(F.lit("of "), F.length(amount).cast("string"), F.lit(" characters, not shown,"))))
     bad = F.raise_error(F.concat(
         F.lit(f"{BAD_LOCAL_AMOUNT} local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
         F.coalesce(F.col("refund_no"), F.lit("")), F.lit(" (channel "), F.coalesce(F.col("channel"), F.lit("?")),
         F.lit(f", date {day.isoformat()}) in "), F.col("_metadata.file_path"), F.lit(": amount "),
-        F.coalesce(F.concat(F.lit("'"), amount, F.lit("'")), F.lit("empty")),
+        shown,
         F.lit(" is not a decimal exact to the cent (like 12.30); fix the order system's export and re-run")))
     fields = local_schema.spark_schema().fields
     money = next(f.dataType for f in fields if f.name == "amount")

@@ -35,6 +35,8 @@ def test_amounts_exact_to_the_cent_are_read_as_they_are(spark, tmp_path):
     ('"1,234.56"', "'1,234.56'"),  # ... drop the separator
     ("1e2", "'1e2'"),             # ... and read an exponent
     ("", "empty"),
+    ("4111 1111 1111 1111", "of 19 characters, not shown,"),  # a card number in the wrong column
+    ("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "of 28 characters, not shown,"),  # a WeChat openid
 ])
 def test_an_amount_not_exact_to_the_cent_fails_the_read_naming_order_value_and_file(spark, tmp_path, value, shown):
     storage = _export(tmp_path, ["12.30", value])
@@ -44,3 +46,4 @@ def test_an_amount_not_exact_to_the_cent_fails_the_read_naming_order_value_and_f
     said = str(err.value)
     assert "local order A1" in said and f"amount {shown} is not a decimal exact to the cent" in said
     assert "orders.csv" in said and "wechatpay" in said and D.isoformat() in said
+    assert "1111 1111" not in said and "uMuAJO" not in said
