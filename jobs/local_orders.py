@@ -57,6 +57,7 @@ from recon.secrets import read_secret
 from recon.storage import Storage
 from schemas import local as local_schema
 from schemas.csvio import SPARK_CSV_OPTIONS
+from schemas.money import CENTS_PATTERN
 
 FORMATS = ("csv", "parquet", "jdbc")
 FILE_KEYS = {"format"}
@@ -66,8 +67,6 @@ CSV_READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false
 PG_DRIVER = "org.postgresql.Driver"
 PART_COLUMN = "recon_part"
 EXACT_COLUMN = "recon_amount_exact"
-# Starts the message of a local amount that is not exact to the cent (the job reports it as an integrity error).
-BAD_LOCAL_AMOUNT = "bad local amount:"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _SECRET_IN_URL = re.compile(r"(?i)[?&;](password|sslpassword)=")
 
@@ -200,8 +199,6 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
     return _read_jdbc(spark, cfg, day, zone)
 
 
-# An amount the export may hold: a decimal number exact to the cent, at most 16 digits before the point.
-EXACT_AMOUNT = r"^-?[0-9]{1,16}([.][0-9]{1,2})?$"
 MAX_DIGITS_SHOWN = 12  # a bad amount with more digits is not quoted in the error (it could be a card number)
 
 
@@ -218,7 +215,7 @@ def _exact_amounts(text, day: dt.date):
     Spark's CSV reader would parse a decimal column leniently: it drops thousands separators ("1,234.56"),
     accepts exponents ("1e2") and rounds half up to the column's 2 decimals ("12.345" becomes 12.35), so a
     local amount off by a fraction of a cent would compare equal to the channel's. Instead an amount must be
-    a plain decimal exact to the cent (``EXACT_AMOUNT``); any other value, an empty one included, fails the
+    a plain decimal exact to the cent (``schemas.money.CENTS_PATTERN``); any other value, an empty one included, fails the
     read with the order, the value and the file (Spark's CSV reader knows no line numbers).
     """
     from pyspark.sql import functions as F
@@ -232,14 +229,14 @@ def _exact_amounts(text, day: dt.date):
                    F.concat(F.lit("'"), amount, F.lit("'")))
              .otherwise(F.concat(F.lit("of "), F.length(amount).cast("string"), F.lit(" characters, not shown,"))))
     bad = F.raise_error(F.concat(
-        F.lit(f"{BAD_LOCAL_AMOUNT} local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
+        F.lit("local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
         F.coalesce(F.col("refund_no"), F.lit("")), F.lit(" (channel "), F.coalesce(F.col("channel"), F.lit("?")),
         F.lit(f", date {day.isoformat()}) in "), F.col("_metadata.file_path"), F.lit(": amount "),
         shown,
         F.lit(" is not a decimal exact to the cent (like 12.30); fix the order system's export and re-run")))
     fields = local_schema.spark_schema().fields
     money = next(f.dataType for f in fields if f.name == "amount")
-    exact = F.when(amount.rlike(EXACT_AMOUNT), amount.cast(money)).otherwise(bad)
+    exact = F.when(amount.rlike(f"^{CENTS_PATTERN}$"), amount.cast(money)).otherwise(bad)
     return text.select(*[(exact if f.name == "amount" else F.col(f.name)).alias(f.name) for f in fields])
 
 
@@ -313,7 +310,7 @@ def _read_jdbc(spark, cfg: dict, day: dt.date, zone: str):
         raise _jdbc_error(exc, cfg, day, password) from None
     d = day.isoformat()
     amount = F.when(F.col(EXACT_COLUMN), F.col("amount")).otherwise(F.raise_error(F.concat(
-        F.lit(f"{BAD_LOCAL_AMOUNT} local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
+        F.lit("local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
         F.coalesce(F.col("refund_no"), F.lit("")),
         F.lit(f" has an amount with more than 2 decimals in {describe_source(cfg)} (date {d}); fix the order "
               f"system's data or cast it in local_orders.query"))))

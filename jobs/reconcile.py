@@ -11,7 +11,6 @@ import posixpath
 import re
 import time
 
-from jobs.local_orders import BAD_LOCAL_AMOUNT
 from normalizers.publish import is_published, standard_dir
 from recon.config import Settings
 from recon.dates import window_start
@@ -24,6 +23,8 @@ from schemas.outputs import CORRECTION_ACTIONS, open_item_spark_schema
 
 log = logging.getLogger(__name__)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# How Spark reports an F.raise_error of ours (jobs.local_orders checks the export's amounts that way).
+USER_RAISED = re.compile(r"\[USER_RAISED_EXCEPTION\] (.*?)(?:\s*SQLSTATE: \w+)?\s*$", re.M)
 READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
 
 DISCREPANCY_ORDER = ("channel", "category", "order_no", "refund_no", "source_file", "source_line", "local_time",
@@ -156,10 +157,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             _phase("classified every record", started)
         except Exception as exc:  # Spark's FAILFAST parse errors arrive as JVM exceptions
             text = str(exc)
-            if BAD_LOCAL_AMOUNT in text:  # raised by jobs.local_orders with the order, value and file
-                said = text[text.index(BAD_LOCAL_AMOUNT) + len(BAD_LOCAL_AMOUNT):].strip().splitlines()[0]
-                raise IntegrityError(re.sub(r"\s*SQLSTATE: \w+\s*$", "", said)[:600], date=d,
-                                     file=storage.uri(local_folder)) from exc
+            raised = USER_RAISED.search(text)
+            if raised:  # a check of ours in the plan (F.raise_error) met bad input; its message says what and where
+                raise IntegrityError(raised.group(1)[:600], date=d) from exc
             if "MALFORMED" in text.upper() or "CAST_INVALID_INPUT" in text or "CSV header" in text:
                 first = text.strip().splitlines()[0][:400]
                 raise IntegrityError(f"an input file is malformed: {first}", date=d,

@@ -15,6 +15,9 @@ class MoneyError(ValueError):
 
 
 _AMOUNT = re.compile(r"-?(\d{1,16})(?:\.(\d+))?")
+# The same rule for an engine's regular expression (Spark's rlike): a plain decimal exact to the cent that
+# DecimalType(18, 2) holds as it is.
+CENTS_PATTERN = rf"-?[0-9]{{1,{MONEY_PRECISION - MONEY_SCALE}}}([.][0-9]{{1,{MONEY_SCALE}}})?"
 
 
 def parse_money(text: str, *, places: int = 2) -> Decimal:
