@@ -490,7 +490,7 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
                                                  F.lit("INTEGRITY_FAILURE"))))
     # The primaries as the rows show them, built only where a row is (Spark defers a column used once).
     return df.withColumns({
-        "c": F.when(F.col("_c").isNotNull(), F.struct(*[c(n) for n in _CHANNEL_FIELDS], F.col("_c._rk").alias("_rk"))),
+        "c": F.when(F.col("_c").isNotNull(), F.struct(*[c(n) for n in _CHANNEL_FIELDS])),
         "l": F.when(F.col("_l").isNotNull(), F.struct(*[l(n) for n in _LOCAL_FIELDS])),
     }).drop("_c", "_l")
 
