@@ -19,7 +19,7 @@ from recon.storage import Storage
 from reports.build import write_reports
 from schemas import standard
 from schemas.csvio import SPARK_CSV_OPTIONS
-from schemas.outputs import CORRECTION_ACTIONS, open_item_spark_schema
+from schemas.outputs import CORRECTION_ACTIONS, REJECT_COLUMNS, ROW_REJECTED, open_item_spark_schema
 
 log = logging.getLogger(__name__)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -192,7 +192,10 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         staged = storage.staging("recon", d)
         try:
             t0 = time.time()
-            write_single_csv(storage, tx.discrepancies(rows, d), DISCREPANCY_ORDER, staged, "discrepancies.csv")
+            rejects = read_rejects(spark, storage, available, day, staged)
+            write_single_csv(storage, tx.discrepancies(rows, d, rejects), DISCREPANCY_ORDER, staged,
+                             "discrepancies.csv")
+            storage.delete(staged, REJECTS_COPY)
             _phase("wrote discrepancies.csv", t0)
             t0 = time.time()
             write_single_csv(storage, tx.corrections(rows, d, _corrections_already(spark, storage, day)),
@@ -288,6 +291,33 @@ def read_standard(spark, storage: Storage, published: list[tuple[str, dt.date]])
     return df
 
 
+REJECTS_COPY = "_rejects_read"  # in the staging folder: the copies read_rejects gives Spark, deleted after use
+
+
+def read_rejects(spark, storage: Storage, channels: list[str], day: dt.date, staged: str):
+    """The rejected statement rows of D's published channels (their ``_rejects.csv``), or None when there are
+    none; each becomes a CHANNEL_ROW_REJECTED row. The manifest says which folders have any.
+
+    Spark skips a file whose name starts with "_" even when it is named explicitly (that is what hides
+    ``_rejects.csv`` from the read of the standard folder), so each is copied, byte for byte, into the staging
+    folder under a plain name and read from there; the caller deletes the copies.
+    """
+    from pyspark.sql import types as T
+
+    paths = []
+    for ch in channels:
+        folder = standard_dir(ch, day)
+        if any(f.get("rejects") for f in storage.read_json(folder, "_manifest.json")["files"]):
+            copy = posixpath.join(staged, REJECTS_COPY, f"{ch}.csv")
+            storage.copy(posixpath.join(folder, "_rejects.csv"), copy)
+            paths.append(storage.uri(copy))
+    if not paths:
+        return None
+    schema = T.StructType([T.StructField(n, T.LongType() if n == "source_line" else T.StringType())
+                           for n in REJECT_COLUMNS])
+    return spark.read.schema(schema).options(**READ_OPTIONS).csv(paths)
+
+
 APPLIED_DIR = "corrections/applied"
 
 
@@ -354,7 +384,15 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
     for ch in available:
         manifest = storage.read_json(standard_dir(ch, day), "_manifest.json")
         control[ch] = manifest["files"]
-        by_channel[ch]["rejects"] = sum(f["rejects"] for f in manifest["files"])
+        rejected = sum(f["rejects"] for f in manifest["files"])
+        by_channel[ch]["rejects"] = rejected
+        # the statement's totals were checked against rows of which some are not standard records
+        by_channel[ch]["statement_totals"] = "unverified" if rejected else "verified"
+        if rejected:  # listed from _rejects.csv (read_rejects): no standard record, so no records or amounts
+            by_channel[ch]["categories"][ROW_REJECTED] = {"local": {"records": 0, "amount": zero},
+                                                          "channel": {"records": 0, "amount": zero},
+                                                          "rows": rejected}
+            by_channel[ch]["discrepancy_rows"] += rejected
         by_channel[ch]["control_totals"] = [
             {"source_file": f["source_file"], **f["control_totals"]} for f in manifest["files"]]
         for f in manifest["files"]:

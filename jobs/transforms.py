@@ -30,7 +30,7 @@ from pyspark.sql import types as T
 
 from schemas import local as local_schema
 from schemas import standard
-from schemas.outputs import CORRECTION_ACTIONS, RESOLUTIONS
+from schemas.outputs import CORRECTION_ACTIONS, RESOLUTIONS, ROW_REJECTED
 
 KEY = ("channel", "txn_type", "order_no", "refund_no")
 MONEY = T.DecimalType(18, 2)
@@ -529,7 +529,8 @@ def _shown(df: DataFrame):
     return lx, cx
 
 
-def _note(lx: Column, cx: Column) -> Column:
+def _note(lx: Column, cx: Column, rejected: Column) -> Column:
+    """The row's note; ``rejected`` is the first rejected statement row naming the order (or null)."""
     cat = F.col("category")
     return (
         F.when(cat.isin("AMOUNT_MISMATCH", "REFUND_AMOUNT_MISMATCH"),
@@ -553,6 +554,10 @@ def _note(lx: Column, cx: Column) -> Column:
         .when(cat.isin("LOCAL_ONLY", "REFUND_LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_CHANNEL_ONLY") &
               (F.col("age_days") > 0),
               F.format_string("still one-sided after %d days of carrying", F.col("age_days")))
+        .when(cat.isin("LOCAL_ONLY", "REFUND_LOCAL_ONLY", "PENDING_CUTOFF") & cx.isNull() & rejected.isNotNull(),
+              F.format_string("no channel record read: the channel's row for this order was rejected (%s line %d: "
+                              "%s); see %s", rejected["source_file"], rejected["source_line"], rejected["reason"],
+                              F.lit(ROW_REJECTED)))
         .when(cat.isin("LOCAL_ONLY", "REFUND_LOCAL_ONLY"), F.lit("no channel record"))
         .when(cat.isin("CHANNEL_ONLY", "REFUND_CHANNEL_ONLY"), F.lit("no local record"))
         .when(cat == "PENDING_CUTOFF",
@@ -568,18 +573,54 @@ def _note(lx: Column, cx: Column) -> Column:
     )
 
 
-def discrepancies(outcomes: DataFrame, day: str) -> DataFrame:
-    """One row per listed outcome (DESIGN.md columns), both sides side by side."""
-    lx, cx = _shown(outcomes)
-    return outcomes.filter("emits").select(
+_REJECTED = T.StructType([T.StructField("source_file", T.StringType()), T.StructField("source_line", T.LongType()),
+                          T.StructField("reason", T.StringType())])
+RAW_IN_NOTE = 500  # characters of a rejected line's (masked) text shown in its note
+
+
+def discrepancies(outcomes: DataFrame, day: str, rejects: DataFrame | None = None) -> DataFrame:
+    """One row per listed outcome (DESIGN.md columns), both sides side by side.
+
+    ``rejects`` (``schemas.outputs.REJECT_COLUMNS``, the channels' ``_rejects.csv``) adds a
+    CHANNEL_ROW_REJECTED row per rejected statement row, and a one-sided local row whose order a rejected row
+    names says so in its note instead of "no channel record".
+    """
+    listed = outcomes.filter("emits")
+    if rejects is None:
+        listed = listed.withColumn("_rejected", F.lit(None).cast(_REJECTED))
+    else:
+        first = (rejects.filter(F.coalesce(F.col("order_no"), F.lit("")) != "")
+                 .groupBy("channel", "order_no")
+                 .agg(F.min(F.struct(F.col("source_file"), F.col("source_line").cast("long"), F.col("reason"))
+                            .cast(_REJECTED)).alias("_rejected")))
+        listed = listed.join(F.broadcast(first), ["channel", "order_no"], "left")
+    lx, cx = _shown(listed)
+    rows = listed.select(
         F.lit(day).alias("date"), "channel", "category", "resolution", "order_no", "refund_no",
         lx["amount"].alias("local_amount"), cx["amount"].alias("channel_amount"),
         lx["status"].alias("local_status"), cx["status"].alias("channel_status"),
         F.coalesce(lx["currency"], cx["currency"]).alias("currency"), cx["channel_txn_id"].alias("channel_txn_id"),
         lx["time"].alias("local_time"), cx["time"].alias("channel_time"), "age_days",
         cx["source_file"].alias("source_file"), cx["source_line"].alias("source_line"),
-        _note(lx, cx).alias("note"),
+        _note(lx, cx, F.col("_rejected")).alias("note"),
     )
+    return rows if rejects is None else rows.unionByName(rejected_rows(rejects, day, rows.schema))
+
+
+def rejected_rows(rejects: DataFrame, day: str, schema: T.StructType) -> DataFrame:
+    """A CHANNEL_ROW_REJECTED discrepancy row (with ``schema``'s columns and types) per rejected statement row:
+    its file and line, the order it names when that could be read, the reason and the line as sent (masked)."""
+    raw = F.coalesce(F.col("raw"), F.lit(""))
+    shown = F.when(F.length(raw) > RAW_IN_NOTE, F.concat(F.substring(raw, 1, RAW_IN_NOTE), F.lit("…"))).otherwise(raw)
+    values = {
+        "date": F.lit(day), "channel": F.col("channel"), "category": F.lit(ROW_REJECTED),
+        "resolution": F.lit(RESOLUTIONS[ROW_REJECTED]), "order_no": F.coalesce(F.col("order_no"), F.lit("")),
+        "refund_no": F.lit(""), "age_days": F.lit(0), "source_file": F.col("source_file"),
+        "source_line": F.col("source_line"),
+        "note": F.concat(F.lit("rejected by the normalizer: "), F.coalesce(F.col("reason"), F.lit("")),
+                         F.lit(" | line as sent: "), shown),
+    }
+    return rejects.select(*[values.get(f.name, F.lit(None)).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
 def corrections(outcomes: DataFrame, day: str, already: DataFrame | None = None) -> DataFrame:

@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 from decimal import Decimal
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
 from recon.errors import IntegrityError
 from schemas.money import MoneyError, parse_money, round_money
 from schemas.standard import StandardRecord
@@ -159,8 +159,10 @@ class AlipayNormalizer(Normalizer):
             kind = TYPES.get(values[index["业务类型"]]) if index["业务类型"] < len(values) else None
             if kind is not None:
                 counts[kind] += 1
+            order_no = (readable_order_no(values[index["商户订单号"]])
+                        if index.get("商户订单号", len(values)) < len(values) else "")
             if len(values) != len(header):
-                sink.reject(number, f"expected {len(header)} fields, found {len(values)}", text)
+                sink.reject(number, f"expected {len(header)} fields, found {len(values)}", text, order_no)
                 blind = True
                 continue
             try:
@@ -171,7 +173,7 @@ class AlipayNormalizer(Normalizer):
             try:
                 sink.record(self._record(values, index, kind, source, number, account))
             except (RowError, MoneyError, ValueError) as exc:
-                sink.reject(number, str(exc), text)
+                sink.reject(number, str(exc), text, order_no)
         if header is None:
             raise IntegrityError("no header row: the detail file is empty or truncated", **where,
                                  hint="download the bill again")

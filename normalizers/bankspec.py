@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Callable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
 from recon.errors import ConfigError, IntegrityError
 from schemas.money import CENT, MoneyError, format_money, parse_money
 from schemas.standard import STATUSES, TXN_TYPES, StandardRecord
@@ -686,13 +686,14 @@ class BankSpecNormalizer(Normalizer):
             except (RowError, MoneyError) as exc:
                 reason = str(exc)
             tally.add(kind, amount)
+            order_no = readable_order_no(self.mapper.value(row.fields or {}, "order_no"))
             if row.problem or kind is None:
-                sink.reject(row.line, row.problem or reason, row.raw)
+                sink.reject(row.line, row.problem or reason, row.raw, order_no)
                 continue
             try:
                 sink.record(self.mapper.record(row.fields, kind, amount, raw.name, row.line))
             except (RowError, MoneyError, ValueError) as exc:
-                sink.reject(row.line, str(exc), row.raw)
+                sink.reject(row.line, str(exc), row.raw, order_no)
         self._check_totals(declared, tally, report, where)
         return report
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -28,7 +29,10 @@ class Sink(ABC):
     def record(self, rec: StandardRecord) -> None: ...
 
     @abstractmethod
-    def reject(self, line: int, reason: str, raw: str) -> None: ...
+    def reject(self, line: int, reason: str, raw: str, order_no: str = "") -> None:
+        """A data row that is not a standard record: its 1-based line, why, its text, and the merchant order
+        number when it can still be read from the row (``readable_order_no``), so that the job can point the
+        local order at the rejected line."""
 
     def records_table(self, table) -> None:
         """Many records at once: a pyarrow Table with the standard columns (``schemas.standard.COLUMNS``).
@@ -37,6 +41,20 @@ class Sink(ABC):
         """
         for row in table.to_pylist():
             self.record(StandardRecord(**row))
+
+
+# What a merchant order number looks like (letters, digits and a few separators, as the channels allow).
+_ORDER_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-|*.:]{0,63}$")
+
+
+def readable_order_no(value: str | None) -> str:
+    """``value`` as an order number taken from a rejected row, or "" when it does not look like one.
+
+    A rejected row may be short or shifted, so the field at the order number's place can hold anything;
+    only a value of the order number's shape is trusted to name the order.
+    """
+    value = (value or "").strip().lstrip("`").strip()
+    return value if _ORDER_NO.match(value) else ""
 
 
 @dataclass

@@ -61,7 +61,7 @@ import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
 from recon.errors import IntegrityError
 from schemas.standard import StandardRecord
 
@@ -158,8 +158,10 @@ class PayPalNormalizer(Normalizer):
                 report.data_rows += 1
                 section.rows += 1
                 whole.rows += 1
+                at = columns.get(_column_key("Invoice ID"))
+                order_no = readable_order_no(row[at]) if at is not None and at < len(row) else ""
                 if bad:
-                    sink.reject(number, bad, text)
+                    sink.reject(number, bad, text, order_no)
                     section.blind.add("*")
                     whole.blind.add("*")
                     continue
@@ -167,7 +169,7 @@ class PayPalNormalizer(Normalizer):
                 try:
                     sink.record(self._record(row, columns, raw, number, account, zone, refund_order, refund_no))
                 except ValueError as exc:
-                    sink.reject(number, str(exc), text)
+                    sink.reject(number, str(exc), text, order_no)
                 continue
             if bad:
                 raise fail(f"{rtype} row: {bad}", number)

@@ -22,16 +22,28 @@ from connectors.landing import landed_manifest, raw_dir
 from normalizers.base import Normalizer, RawStatement, Sink
 from recon import registry
 from recon.config import ChannelSettings
-from recon.errors import ReconError, UnavailableError
+from recon.errors import IntegrityError, ReconError, UnavailableError
 from recon.storage import Storage
 from schemas import csvio, standard
+from schemas.masking import mask_text
 from schemas.outputs import REJECT_COLUMNS
 from schemas.standard import StandardRecord
 
 log = logging.getLogger(__name__)
 
+SHOWN_REJECTS = 5  # rejects named in the error when a statement has more than the channel allows
+MAX_RAW_CHARS = 2000  # of a rejected line's text: enough to recognise it; the whole line is in raw/
 COLUMNAR_DIR = "_columnar"  # starts with "_": invisible to Spark's CSV read of the folder
 TEXT_FLUSH_CHARS = 1 << 20  # row-by-row CSV text is encoded and written in pieces of about this size
+
+
+def reject_row(channel: str, day: str, source_file: str, line: int, reason: str, raw: str, order_no: str) -> list:
+    """A ``_rejects.csv`` row (``REJECT_COLUMNS``). The raw text is masked (card numbers, openids, e-mails):
+    the row is listed for people in discrepancies.csv and the reports; the original stays in raw/. The order
+    number the row names is a reference analysts search for, not a payment instrument: it is left readable
+    even where it has a card number's shape."""
+    shown = mask_text(raw.replace(order_no, "\x00")).replace("\x00", order_no) if order_no else mask_text(raw)
+    return [channel, day, source_file, line, order_no, reason, shown[:MAX_RAW_CHARS]]
 
 
 def standard_dir(channel: str, day: dt.date) -> str:
@@ -184,6 +196,7 @@ class _CsvSink(Sink):
         self.columnar = columnar
         self.record_count = 0
         self.reject_count = 0
+        self.first_rejects: list[tuple[int, str]] = []  # (line, reason) of the first few, for the error message
         self.records.writerow(standard.COLUMNS)
 
     def record(self, rec: StandardRecord) -> None:
@@ -194,9 +207,11 @@ class _CsvSink(Sink):
         if self._text.tell() >= TEXT_FLUSH_CHARS:
             self._flush_text()
 
-    def reject(self, line: int, reason: str, raw: str) -> None:
-        self.rejects.writerow([self.channel, self.day, self.source_file, line, reason, raw])
+    def reject(self, line: int, reason: str, raw: str, order_no: str = "") -> None:
+        self.rejects.writerow(reject_row(self.channel, self.day, self.source_file, line, reason, raw, order_no))
         self.reject_count += 1
+        if len(self.first_rejects) < SHOWN_REJECTS:
+            self.first_rejects.append((line, reason))
 
     def records_table(self, table) -> None:
         self._flush_text()
@@ -217,6 +232,21 @@ class _CsvSink(Sink):
             self._text.truncate()
 
 
+def _check_rejects(channel: ChannelSettings, day: dt.date, files: list[dict], first: list[tuple]) -> None:
+    """More rejected rows than the channel's ``max_rejected_rows``: the statement cannot be trusted as a
+    whole (like a control-total mismatch), and nothing is published for the channel and date."""
+    rejected = sum(f["rejects"] for f in files)
+    allowed = channel.max_rejected_rows
+    if rejected <= allowed:
+        return
+    examples = "; ".join(f"{name} line {line}: {reason}" for name, line, reason in first)
+    raise IntegrityError(
+        f"{rejected} statement row(s) rejected, more than max_rejected_rows = {allowed} ({examples})",
+        channel=channel.name, date=day.isoformat(), file=first[0][0], line=first[0][1],
+        hint=f"download the statement again or ask the channel for a corrected one; to publish the other rows "
+             f"and list these for review, raise max_rejected_rows under [channel] in {channel.conf_file}")
+
+
 def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) -> dict:
     """Normalize D's landed statement of ``channel`` and publish it; returns the published manifest."""
     raw = landed_manifest(storage, channel.name, day)
@@ -227,7 +257,7 @@ def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) 
     storage.recover(posixpath.join("standard", channel.name))  # leftovers of a killed run
     final = standard_dir(channel.name, day)
     staged = storage.staging(posixpath.join("standard", channel.name), day.isoformat())
-    files = []
+    files, first_rejects = [], []
     try:
         with storage.open_text_write(staged, "_rejects.csv") as rej_fh:
             rejects = csvio.writer(rej_fh)
@@ -254,8 +284,10 @@ def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) 
                     "columnar_file": parquet_name, "columnar_rows": columnar.rows,
                     "control_totals": report.as_dict(),
                 })
+                first_rejects += [(name, line, reason) for line, reason in sink.first_rejects]
                 log.info("channel %s date %s: %s -> %d standard rows, %d rejects", channel.name, day, name,
                          sink.record_count, sink.reject_count)
+        _check_rejects(channel, day, files, first_rejects)
         storage.write_json({"channel": channel.name, "date": day.isoformat(), "normalizer": channel.normalizer,
                             "files": files}, staged, "_manifest.json")
         storage.write_bytes(b"", staged, "_SUCCESS")

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from normalizers.base import ControlReport, RawStatement, Sink
+from normalizers.publish import reject_row
 from normalizers.publish import make_normalizer
 from recon.config import ChannelSettings
 from schemas import csvio, standard
@@ -33,6 +34,7 @@ class MemorySink(Sink):
         self._rejects.writerow(REJECT_COLUMNS)
         self.records: list = []
         self.reject_lines: list[int] = []
+        self.reject_orders: list[str] = []  # the order number each reject names ("" when unreadable)
         self.bulk_batches = 0  # batches written by a normalizer's bulk path
 
     def record(self, rec) -> None:
@@ -58,9 +60,10 @@ class MemorySink(Sink):
             self._columnar_table = pq.read_table(pa.BufferReader(self._parquet.getvalue()))
         return self._columnar_table
 
-    def reject(self, line: int, reason: str, raw: str) -> None:
+    def reject(self, line: int, reason: str, raw: str, order_no: str = "") -> None:
         self.reject_lines.append(line)
-        self._rejects.writerow([self.channel, self.day, self.source_file, line, reason, raw])
+        self.reject_orders.append(order_no)
+        self._rejects.writerow(reject_row(self.channel, self.day, self.source_file, line, reason, raw, order_no))
 
 
 def channel_for(normalizer: str, name: str | None = None, **options) -> ChannelSettings:

@@ -48,7 +48,7 @@ import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
 from recon.errors import IntegrityError
 from schemas.money import MoneyError, format_money
 from schemas.standard import StandardRecord
@@ -119,6 +119,22 @@ def mask_line(data: bytes, merchant_ids: frozenset[str] = frozenset()) -> str:
     # A malformed line may have its card anywhere: mask every card-shaped run that is not a merchant code,
     # at the cost of now and then masking a long number that was not a card.
     return LONG_DIGITS.sub(lambda m: m.group() if m.group() in keep else mask_card(m.group()), text)
+
+
+def order_no_at(data: bytes) -> str:
+    """The order a rejected line names (原始交易订单号 for an S30 refund, else 商户订单号), or "".
+
+    Only a field still in its place is read: on a line with a byte missing or extra before it, its slot
+    starts or ends inside a value instead of at a separator space, and it is not trusted.
+    """
+    code = data[SLICES["交易代码"]]
+    slot = SLICES["原始交易订单号" if code == b"S30" else "商户订单号"]
+    if len(data) < slot.stop + 1 or data[slot.start - 1:slot.start] != b" " or data[slot.stop:slot.stop + 1] != b" ":
+        return ""
+    value = data[slot]
+    if value[:1] == b" ":  # left-aligned, padded with spaces: a leading space means a shifted slot
+        return ""
+    return readable_order_no(value.decode("ascii", "replace"))
 
 
 def fen_to_yuan(text: str, name: str, *, signed: bool, blank_is_zero: bool) -> Decimal:
@@ -202,7 +218,7 @@ class UnionPayNormalizer(Normalizer):
         try:
             rec = self._record(data, raw, number, zone)
         except (RowError, MoneyError, ValueError) as exc:
-            sink.reject(number, str(exc), mask_line(data, self._merchant_ids(raw.name)))
+            sink.reject(number, str(exc), mask_line(data, self._merchant_ids(raw.name)), order_no_at(data))
             return Decimal(0)
         sink.record(rec)
         sums[rec.txn_type] += rec.amount

@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
 from recon.errors import IntegrityError
 from schemas.money import MoneyError, format_money, parse_money, round_money
 from schemas.standard import StandardRecord
@@ -306,19 +306,21 @@ class WeChatPayNormalizer(Normalizer):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            sink.reject(number, f"not valid UTF-8 at byte {exc.start}", data.decode("utf-8", "replace"))
+            text = data.decode("utf-8", "replace")
+            sink.reject(number, f"not valid UTF-8 at byte {exc.start}", text, _order_no(text.split(","), index))
             blind.update(sums)
             return
         values = [_unbacktick(v) for v in text.split(",")]
         if len(values) != len(header):
-            sink.reject(number, f"expected {len(header)} fields, found {len(values)}", text)
+            sink.reject(number, f"expected {len(header)} fields, found {len(values)}", text,
+                        _order_no(values, index))
             blind.update(sums)
             return
         self._add_to_sums(values, index, sums, blind)
         try:
             sink.record(self._record(values, index, cs, raw, number))
         except (RowError, MoneyError, ValueError) as exc:
-            sink.reject(number, str(exc), text)
+            sink.reject(number, str(exc), text, _order_no(values, index))
 
     # -- in bulk: the same result for clean blocks, vectorized with Arrow --------------------------------------
     def _bulk_possible(self, raw: RawStatement) -> bool:
@@ -576,3 +578,9 @@ class WeChatPayNormalizer(Normalizer):
 
 
 NORMALIZER = WeChatPayNormalizer
+
+
+def _order_no(values: list[str], index: dict) -> str:
+    """The 商户订单号 of a rejected row, when it is still at its place and looks like one (else "")."""
+    at = index.get("商户订单号")
+    return readable_order_no(values[at]) if at is not None and at < len(values) else ""

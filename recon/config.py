@@ -40,6 +40,9 @@ class ChannelSettings:
     fee_tolerance: Decimal = Decimal("0.01")
     fee_rounding: str = "HALF_UP"
     normalizer_options: dict = field(default_factory=dict)
+    # Rejected statement rows allowed before the statement as a whole is refused (exit 4); within it each is a
+    # CHANNEL_ROW_REJECTED break and the statement's totals are reported unverified.
+    max_rejected_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def load_channel(path: Path) -> ChannelSettings:
     data = _read_toml(path)
     _check_keys(data, {"channel", "fees", "download", "normalizer"}, "top level", path)
     ch = data.get("channel", {})
-    _check_keys(ch, {"name", "normalizer", "cutoff_minutes"}, "channel", path)
+    _check_keys(ch, {"name", "normalizer", "cutoff_minutes", "max_rejected_rows"}, "channel", path)
     name = ch.get("name", path.stem)
     if not CHANNEL_NAME.match(name):
         raise ConfigError(f"channel name {name!r} must match {CHANNEL_NAME.pattern}", file=str(path))
@@ -118,6 +121,9 @@ def load_channel(path: Path) -> ChannelSettings:
     cutoff = ch.get("cutoff_minutes", 30)
     if not isinstance(cutoff, int) or not 0 <= cutoff <= 24 * 60:
         raise ConfigError(f"cutoff_minutes must be an integer between 0 and 1440, got {cutoff!r}", file=str(path))
+    max_rejected = ch.get("max_rejected_rows", 0)
+    if isinstance(max_rejected, bool) or not isinstance(max_rejected, int) or max_rejected < 0:
+        raise ConfigError(f"max_rejected_rows must be a non-negative integer, got {max_rejected!r}", file=str(path))
 
     fees = data.get("fees", {})
     _check_keys(fees, {"rate", "tolerance", "rounding"}, "fees", path)
@@ -135,7 +141,7 @@ def load_channel(path: Path) -> ChannelSettings:
 
     return ChannelSettings(name=name, normalizer=ch["normalizer"], download=download, conf_file=str(path),
                            cutoff_minutes=cutoff, fee_rate=fee_rate, fee_tolerance=fee_tol, fee_rounding=rounding,
-                           normalizer_options=dict(data.get("normalizer", {})))
+                           normalizer_options=dict(data.get("normalizer", {})), max_rejected_rows=max_rejected)
 
 
 def load_settings(conf: str | os.PathLike) -> Settings:

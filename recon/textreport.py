@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from reports.data import rejected_rows_headlines
 from schemas.outputs import CATEGORIES, RESOLUTIONS
 
 
 def format_summary(summary: dict, location: str) -> str:
     """A few lines per channel: records, then every category present with counts and amounts."""
     out = [f"== {summary['date']}  ({location})"]
+    out += [f"  !! {line}" for _, line in rejected_rows_headlines(summary)]
     for name, ch in sorted(summary["channels"].items()):
         out.append(f"  {name}: local {ch['local']['records']} records / {ch['local']['amount']}, "
                    f"channel {ch['channel']['records']} records / {ch['channel']['amount']}, "

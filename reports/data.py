@@ -6,7 +6,7 @@ comes from it); discrepancies.csv and open_items.csv can hold hundreds of
 thousands of rows, so ``DayData`` hands them out as generators read row by
 row (``iter_csv``) and nothing here holds them in memory. Amounts become
 ``Decimal`` (never float); every text field passes through
-``reports.mask.mask_record`` here, as each row is read, so no renderer can
+``schemas.masking.mask_record`` here, as each row is read, so no renderer can
 forget to mask a card number or a payer id.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterator
 
-from reports.mask import mask_record
+from schemas.masking import mask_record
 from schemas.money import parse_money
 from schemas.outputs import CATEGORIES, RESOLUTIONS
 
@@ -217,6 +217,19 @@ def channel_glance(name: str, ch: dict, fees: Decimal | None) -> dict:
         "categories": [(cat, RESOLUTIONS.get(cat, ""), _side(cats[cat].get("local")), _side(cats[cat].get("channel")),
                         int(cats[cat].get("rows", 0))) for cat in category_order(cats)],
     }
+
+
+def rejected_rows_headlines(summary: dict) -> list[tuple[str, str]]:
+    """(channel, sentence) for each channel whose statement had rejected rows (within its max_rejected_rows):
+    the headline of every report, since the day's figures for that channel rest on an incomplete statement."""
+    out = []
+    for name, ch in sorted(summary.get("channels", {}).items()):
+        n = int(ch.get("rejects", 0) or 0)
+        if n:
+            rows = "1 statement row was" if n == 1 else f"{n:,} statement rows were"
+            out.append((name, f"{name}: {rows} rejected and the statement's totals are unverified; each "
+                              f"rejected row is listed as CHANNEL_ROW_REJECTED for review"))
+    return out
 
 
 def breaks_by_category(summary: dict) -> list[dict]:

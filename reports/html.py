@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 from decimal import Decimal
 
-from reports.data import ZERO, breaks_by_category, channel_glance
+from reports.data import ZERO, breaks_by_category, channel_glance, rejected_rows_headlines
 from reports.shortlist import Shortlist
 
 # Rows listed on the page, per list (breaks, open items); the rest are in the CSVs and report.xlsx.
@@ -345,6 +345,8 @@ def render_html(*, title: str, subtitle: str, summary: dict, fees: dict, discrep
     alert = (f'<div class="alert" id="not-reconciled"><b>Not reconciled</b> (no statement): {e(", ".join(missing))}'
              '. Their local orders are held and will be reconciled when the statement arrives.</div>'
              if missing else "")
+    alert += "".join(f'<div class="alert" id="rows-rejected-{e(name)}"><b>Rows rejected.</b> {e(line)}</div>'
+                     for name, line in rejected_rows_headlines(summary))
     rf = summary.get("roll_forward") or {}
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

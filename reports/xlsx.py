@@ -30,7 +30,7 @@ import tempfile
 from decimal import Decimal
 from typing import BinaryIO
 
-from reports.data import ZERO, category_order, channel_glance
+from reports.data import ZERO, category_order, channel_glance, rejected_rows_headlines
 from reports.xlsxstream import Sheet, Style, Workbook, column_letter
 from schemas.outputs import DISCREPANCY_COLUMNS, OPEN_ITEM_COLUMNS, RESOLUTIONS
 
@@ -97,9 +97,10 @@ def _table_widths(headers: list[str], widths: dict[int, int]) -> dict[int, int]:
     return {c: widths.get(c) or min(60, max(10, len(h) + 2)) for c, h in enumerate(headers, 1)}
 
 
-def _end_table(ws: Sheet, columns: int, rows: int) -> None:
-    """The filter over the header and ``rows`` rows under it (written with the sheet's tail at save)."""
-    ws.auto_filter(f"A1:{column_letter(columns)}{max(1, rows + 1)}")
+def _end_table(ws: Sheet, columns: int, rows: int, top: int = 1) -> None:
+    """The filter over the header (on row ``top``) and ``rows`` rows under it (written with the sheet's tail
+    at save)."""
+    ws.auto_filter(f"A{top}:{column_letter(columns)}{top + max(0, rows)}")
 
 
 def _sheet_name(label: str, taken: set[str], part: int = 1) -> str:
@@ -235,8 +236,15 @@ class ReportWorkbook:
         """Write the Summary sheet, order the sheets and write the workbook to the binary stream ``out``."""
         sections = [self.categories[c] for c in category_order(self.categories)] + [self.open_items]
         spill = [note for s in sections if (note := s.finish())]
-        ws = self.wb.add_sheet(SUMMARY, widths=_table_widths(SUMMARY_HEADERS, SUMMARY_WIDTHS), freeze_rows=1)
-        self._write_summary(ws, title, summary, fees, [*notes, *spill])
+        headlines = [line for _, line in rejected_rows_headlines(summary)]
+        # the headlines above the table (and a blank row), the table's header frozen under them
+        top = len(headlines) + 2 if headlines else 1
+        ws = self.wb.add_sheet(SUMMARY, widths=_table_widths(SUMMARY_HEADERS, SUMMARY_WIDTHS), freeze_rows=top)
+        for line in headlines:
+            ws.append([_value(line)], TOTAL_STYLE)
+        if headlines:
+            ws.append([])
+        self._write_summary(ws, title, summary, fees, [*notes, *spill], top)
         order = [ws] + [sheet for s in sections for sheet in s.sheets]
         # The zip goes to a local temporary file first: zipfile wants to seek, an HDFS stream cannot.
         with tempfile.TemporaryFile(prefix="report-xlsx-") as tmp:
@@ -245,12 +253,12 @@ class ReportWorkbook:
             shutil.copyfileobj(tmp, out, 1 << 20)
 
     @staticmethod
-    def _write_summary(ws: Sheet, title: str, summary: dict, fees: dict, notes: list[str]) -> None:
+    def _write_summary(ws: Sheet, title: str, summary: dict, fees: dict, notes: list[str], top: int = 1) -> None:
         rows = summary_rows(summary)
         _start_table(ws, SUMMARY_HEADERS)
         for values in rows:
             ws.append([_value(v) for v in values], TOTAL_STYLE if values[1] == TOTAL_LABEL else None)
-        _end_table(ws, len(SUMMARY_HEADERS), len(rows))
+        _end_table(ws, len(SUMMARY_HEADERS), len(rows), top)
         # Below the table (outside the filter range): roll-forward, fees and notes.
         ws.append([])
         ws.append([_value(title)], TITLE_STYLE)

@@ -14,7 +14,10 @@ CORRECTION_COLUMNS = ("date", "channel", "order_no", "refund_no", "action", "amo
 # An open item is one side's record: the standard record columns, the local
 # record's own columns, and where it stands in the carry.
 OPEN_ITEM_COLUMNS = ("side", "first_seen", "age_days", "carried_as") + standard.COLUMNS + ("created_at", "paid_at")
-REJECT_COLUMNS = ("channel", "date", "source_file", "source_line", "reason", "raw")
+# A statement row the normalizer could not turn into a standard record: where it is, the order it names when
+# that can still be read from it (else empty), why it was rejected, and the line as text with card numbers and
+# payer ids masked (schemas.masking).
+REJECT_COLUMNS = ("channel", "date", "source_file", "source_line", "order_no", "reason", "raw")
 
 # Outcome categories and their resolutions, in the order reports list them.
 RESOLUTIONS = {
@@ -33,10 +36,13 @@ RESOLUTIONS = {
     "REFUND_EXCEEDS_PAYMENT": "MANUAL_REVIEW",
     "REFUND_LOCAL_ONLY": "MANUAL_REVIEW",
     "REFUND_CHANNEL_ONLY": "MANUAL_REVIEW",
+    "CHANNEL_ROW_REJECTED": "MANUAL_REVIEW",
     "PENDING_CUTOFF": "CARRIED",
     "CLEARED_LATE": "CLEARED",
 }
 CATEGORIES = tuple(RESOLUTIONS)
+# A rejected statement row is listed by the job from the channel's _rejects.csv, not classified.
+ROW_REJECTED = "CHANNEL_ROW_REJECTED"
 CORRECTION_ACTIONS = {
     "LOCAL_UNPAID_CHANNEL_PAID": "MARK_PAID",
     "LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED": "MARK_REFUNDED",

@@ -194,7 +194,7 @@ def _publish(tmp_path: Path, sample: Path) -> tuple[Storage, dict, ChannelSettin
     (inbox / sample.name).write_bytes(sample.read_bytes())
     channel = ChannelSettings(name="wechatpay", normalizer="wechatpay", conf_file="<test>",
                               download={"type": "localdir", "path": str(inbox), "filename": sample.name,
-                                        "max_attempts": 1})
+                                        "max_attempts": 1}, max_rejected_rows=5)
     storage = Storage((tmp_path / "root").as_uri())
     land(storage, channel, DAY, work_dir=str(tmp_path / "work"), force=True)
     return storage, normalize_channel(storage, channel, DAY), channel

@@ -1,4 +1,4 @@
-"""Masking of personal payment data before anything reaches a report.
+"""Masking of personal payment data (card numbers, payer ids) before it reaches a report or a listed reject.
 
 Reports are mailed around and opened on laptops, so they must never carry a
 full card number or a payer identifier:
