@@ -80,7 +80,7 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
                      channel.name, d, ", ".join(f["name"] for f in manifest["files"]))
             return manifest
     connector = make_connector(channel)
-    policy = policy or RetryPolicy.from_options(channel.download, day, timezone)
+    policy = policy or RetryPolicy.from_options(connector.waiting_options(), day, timezone)
     folder = raw_dir(channel.name, day)
     started = time.time()
     entries, total_attempts = [], 0
@@ -106,7 +106,8 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
 
         log.info("channel %s date %s: downloading %s", channel.name, d, name)
         try:
-            info, attempts = fetch_with_retries(one, policy, channel=channel.name, date=d, file=name, sleep=sleep)
+            info, attempts = fetch_with_retries(one, policy, channel=channel.name, date=d, file=name, sleep=sleep,
+                                                unavailable_hint=connector.UNAVAILABLE_HINT)
         except BaseException:
             part.discard()
             raise
