@@ -257,3 +257,10 @@ def test_explicit_max_attempts_retries_then_exit_3(setup):
         land_(_channel(inbox, deadline="", max_attempts=3, retry_interval=1, retry_jitter=0), DAY,
               sleep=sleeps.append)
     assert sleeps == [1.0, 1.0] and "after 3 attempt(s) (max_attempts 3)" in info.value.message
+
+
+def test_a_bad_waiting_option_is_exit_2_naming_the_channel_file(setup):
+    inbox, land_, _ = setup
+    with pytest.raises(ConfigError, match="deadline must be HH:MM") as info:
+        land_(_channel(inbox, deadline="noon"), DAY)
+    assert info.value.exit_code == 2 and info.value.channel == "wechatpay" and info.value.file == "<test>"
