@@ -29,6 +29,8 @@ COMMON_OPTIONS = {
     "type", "filename", "connect_timeout", "read_timeout", "attempt_timeout", "retry_interval", "retry_jitter",
     "deadline", "max_wait", "max_attempts",
 }
+# The options that say how long to wait for a statement; a channel that sets any of them sets its own policy.
+WAITING_OPTIONS = frozenset({"deadline", "max_wait", "max_attempts"})
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,20 @@ class FetchInfo:
     expected_sha1: str | None = None  # WeChat Pay V3 gives SHA-1 of the (decompressed) bill
 
 
+def is_plain_name(name: str) -> bool:
+    """True for a plain file name: no folders, no ``..``, nothing hidden."""
+    return bool(_SAFE_NAME.match(name)) and not name.startswith(".") and ".." not in name
+
+
 def safe_name(name: str, *, channel: str | None = None) -> str:
     """A remote file name, checked before it becomes part of a local path.
 
-    Remote names are untrusted: no folders, no ``..``, nothing hidden.
+    Remote names are untrusted: a server that sends a folder or ``..`` is
+    refused (fatal: no retry makes it safe). Names from the channel's own
+    ``filename`` pattern are checked by ``Connector.statement_names`` as
+    configuration instead.
     """
-    if not _SAFE_NAME.match(name) or name in (".", "..") or name.startswith(".") or ".." in name:
+    if not is_plain_name(name):
         raise FatalError(f"refusing unsafe statement file name {name!r}", channel=channel,
                          hint="the remote name must be a plain file name; check the channel's filename pattern")
     return name
@@ -128,10 +138,20 @@ class Connector(ABC):
     """Fetches one channel's statement files. Subclasses implement ``fetch``.
 
     ``OPTIONS`` lists the subclass's own [download] keys; unknown keys are
-    configuration errors.
+    configuration errors. ``FOLDER_OPTION`` names the key holding the folder
+    the statement is in (``path``, ``remote_dir``): like ``filename`` it may
+    contain ``{date:%Y-%m-%d}``, since real systems write dated folders.
+    ``DEFAULT_WAITING`` is how long this type waits for a missing statement
+    when the channel sets none of ``WAITING_OPTIONS``: empty means the retry
+    module's default (every 5–10 min until 12:00 on D+1), which fits servers
+    that publish late, not every source.
     """
 
     OPTIONS: frozenset[str] = frozenset()
+    FOLDER_OPTION: str | None = None
+    DEFAULT_WAITING: dict = {}
+    # The hint of the exit-3 error when the statement is still missing at the end (None: the retry module's).
+    UNAVAILABLE_HINT: str | None = None
 
     def __init__(self, channel: ChannelSettings):
         self.channel = channel
@@ -141,6 +161,8 @@ class Connector(ABC):
             raise ConfigError(f"unknown [download] key(s) {', '.join(unknown)} for type {self.options['type']!r}; "
                               f"allowed: {', '.join(sorted(COMMON_OPTIONS | set(self.OPTIONS)))}",
                               channel=channel.name, file=channel.conf_file)
+        if self.FOLDER_OPTION in self.options:
+            self.folder(dt.date(2000, 1, 1))  # a bad pattern is a configuration error now, before any download
 
     # -- helpers for subclasses --------------------------------------------------------------------------------
     def option(self, key: str, default=None, *, required: bool = False):
@@ -149,6 +171,32 @@ class Connector(ABC):
         if required:
             raise ConfigError(f"[download] needs {key}", channel=self.channel.name, file=self.channel.conf_file)
         return default
+
+    def expand(self, key: str, day: dt.date, default: str | None = None) -> str | None:
+        """Option ``key`` with ``{date:…}`` filled in for ``day`` (str.format, as in ``filename``)."""
+        value = self.options.get(key, default)
+        if value is None:
+            return None
+        where = {"channel": self.channel.name, "file": self.channel.conf_file}
+        if not isinstance(value, str):
+            raise ConfigError(f"[download] {key} must be a string, got {value!r}", **where)
+        try:
+            return value.format(date=day)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"bad [download] {key} pattern {value!r}: {type(exc).__name__}: {exc}", **where,
+                              hint="the only field is {date:…} with strftime codes, e.g. {date:%Y-%m-%d}; "
+                                   "write a literal brace as {{ or }}") from exc
+
+    def folder(self, day: dt.date, default: str | None = None) -> str | None:
+        """The folder D's statement is in: ``FOLDER_OPTION`` expanded for ``day``."""
+        return self.expand(self.FOLDER_OPTION, day, default) if self.FOLDER_OPTION else default
+
+    def waiting_options(self) -> dict:
+        """The [download] options the retry policy is built from: this type's waiting defaults unless the
+        channel sets its own (any one of deadline, max_wait, max_attempts replaces them all)."""
+        if WAITING_OPTIONS & set(self.options):
+            return self.options
+        return {**self.options, **self.DEFAULT_WAITING}
 
     def secret(self, key: str, *, required: bool = True) -> str | None:
         """A secret named by ``<key>_env`` (environment variable) or ``<key>_file`` (a 0600 file)."""
@@ -162,17 +210,29 @@ class Connector(ABC):
 
     # -- the contract ------------------------------------------------------------------------------------------
     def statement_names(self, day: dt.date) -> list[str]:
-        """The file names of D's statement, from the ``filename`` pattern (``{date:%Y%m%d}``)."""
+        """The file names of D's statement, from the ``filename`` pattern (``{date:%Y%m%d}``).
+
+        The pattern is the channel's configuration, so a name with a folder in it is a configuration
+        mistake (exit 2), not an unsafe server: the landed file keeps a plain name.
+        """
         pattern = self.options.get("filename")
+        where = {"channel": self.channel.name, "file": self.channel.conf_file}
         if not pattern:
-            raise ConfigError("[download] needs filename = \"…{date:%Y%m%d}…\"", channel=self.channel.name,
-                              file=self.channel.conf_file)
+            raise ConfigError("[download] needs filename = \"…{date:%Y%m%d}…\"", **where)
         patterns = pattern if isinstance(pattern, list) else [pattern]
-        try:
-            return [safe_name(p.format(date=day), channel=self.channel.name) for p in patterns]
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"bad filename pattern {pattern!r}: {exc}", channel=self.channel.name,
-                              file=self.channel.conf_file) from exc
+        names = []
+        for p in patterns:
+            try:
+                name = p.format(date=day)
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                raise ConfigError(f"bad filename pattern {p!r}: {exc}", **where) from exc
+            if not is_plain_name(name):
+                folder = self.FOLDER_OPTION or "the option that says where the file is"
+                raise ConfigError(f"filename pattern {p!r} gives {name!r}, which is not a plain file name", **where,
+                                  hint=f"put the folder part in {folder} (it takes {{date:%Y-%m-%d}} too) and "
+                                       f"keep filename to the file's own name; no '..', no leading '.'")
+            names.append(name)
+        return names
 
     @abstractmethod
     def fetch(self, name: str, day: dt.date, part: PartFile, attempt: Attempt) -> FetchInfo:

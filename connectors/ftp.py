@@ -57,7 +57,7 @@ class FtpConnector(Connector):
 
     [download] options: ``host``; ``port`` (default 21); ``username``;
     ``password_env`` or ``password_file`` (never a literal password);
-    ``remote_dir`` (default ``/``); ``passive`` (default true; false uses
+    ``remote_dir`` (default ``/``; may be dated: ``/out/{date:%Y%m%d}``); ``passive`` (default true; false uses
     active mode, where the server connects back to us).
 
     Plain FTP sends the password and the statement in clear: use it only on
@@ -65,6 +65,7 @@ class FtpConnector(Connector):
     """
 
     OPTIONS = frozenset({"host", "port", "username", "password_env", "password_file", "remote_dir", "passive"})
+    FOLDER_OPTION = "remote_dir"
     RESUMABLE = True
     SCHEME = "ftp"
 
@@ -80,9 +81,6 @@ class FtpConnector(Connector):
         self.username = self.option("username", required=True)
         if not isinstance(self.username, str) or not self.username:
             raise ConfigError(f"[download] username must be a non-empty string, got {self.username!r}", **where)
-        self.remote_dir = self.option("remote_dir", "/")
-        if not isinstance(self.remote_dir, str):
-            raise ConfigError(f"[download] remote_dir must be a string, got {self.remote_dir!r}", **where)
         self.passive = self.option("passive", True)
         if not isinstance(self.passive, bool):
             raise ConfigError(f"[download] passive must be true or false, got {self.passive!r}", **where)
@@ -104,7 +102,8 @@ class FtpConnector(Connector):
     def fetch(self, name: str, day: dt.date, part: PartFile, attempt: Attempt) -> FetchInfo:
         """Write ``name`` into ``part``, resuming from ``part.offset`` when the server allows REST."""
         password = self.secret("password")
-        path = posixpath.join(self.remote_dir, name) if self.remote_dir else name
+        remote_dir = self.folder(day, "/")
+        path = posixpath.join(remote_dir, name) if remote_dir else name
         source = f"{self.SCHEME}://{self.host}:{self.port}{path if path.startswith('/') else '/' + path}"
         where = self.where(day, name)
         ftp = self._client(attempt)

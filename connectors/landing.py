@@ -20,7 +20,7 @@ from connectors.progress import Progress
 from connectors.retry import RetryPolicy, fetch_with_retries
 from recon import registry
 from recon.config import ChannelSettings
-from recon.errors import IntegrityError, RetriableError
+from recon.errors import ConfigError, IntegrityError, RetriableError
 from recon.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,12 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
                      channel.name, d, ", ".join(f["name"] for f in manifest["files"]))
             return manifest
     connector = make_connector(channel)
-    policy = policy or RetryPolicy.from_options(channel.download, day, timezone)
+    try:
+        policy = policy or RetryPolicy.from_options(connector.waiting_options(), day, timezone)
+    except ConfigError as exc:  # the policy does not know which file it was read from
+        exc.channel, exc.file = exc.channel or channel.name, exc.file or channel.conf_file
+        exc.args = (exc.describe(),)
+        raise
     folder = raw_dir(channel.name, day)
     started = time.time()
     entries, total_attempts = [], 0
@@ -106,7 +111,8 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
 
         log.info("channel %s date %s: downloading %s", channel.name, d, name)
         try:
-            info, attempts = fetch_with_retries(one, policy, channel=channel.name, date=d, file=name, sleep=sleep)
+            info, attempts = fetch_with_retries(one, policy, channel=channel.name, date=d, file=name, sleep=sleep,
+                                                unavailable_hint=connector.UNAVAILABLE_HINT)
         except BaseException:
             part.discard()
             raise

@@ -15,22 +15,32 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, er
 
 
 class LocalDirConnector(Connector):
-    """Copies ``{path}/{filename}`` for D. Options: ``path`` (folder), ``filename`` (pattern)."""
+    """Copies ``{path}/{filename}`` for D. Options: ``path`` (folder, may be dated: ``…/{date:%Y-%m-%d}``),
+    ``filename`` (pattern).
+
+    A local folder is not a server that publishes late: the file is there when the run starts or it is
+    not, so by default it is looked for once and a missing file is exit 3 at once, naming the path. A
+    channel that pushes into the folder later sets ``deadline``/``max_wait``/``max_attempts`` to wait.
+    """
 
     OPTIONS = frozenset({"path"})
+    FOLDER_OPTION = "path"
+    DEFAULT_WAITING = {"deadline": "", "max_attempts": 1}
+    UNAVAILABLE_HINT = ("put the file there and re-run this date; if the channel pushes it into the folder later, "
+                        "set deadline (or max_wait) in the channel's [download] to wait for it")
 
     def __init__(self, channel):
         super().__init__(channel)
-        self.folder = self.option("path", required=True)
+        self.option("path", required=True)
 
     def fetch(self, name: str, day: dt.date, part: PartFile, attempt: Attempt) -> FetchInfo:
-        source = os.path.join(self.folder, name)
+        folder = self.folder(day)
+        source = os.path.join(folder, name)
         try:
             fh = open(source, "rb", buffering=0)  # a local inbox folder by definition, never HDFS
         except FileNotFoundError:
-            raise NotPublishedYet(f"{name} is not in {self.folder} yet", **self.where(day, source),
-                                  hint="wait for the channel to publish it, or put the file there and re-run") \
-                from None
+            raise NotPublishedYet(f"{name} is not in {folder} (looked for {source})", **self.where(day, source),
+                                  hint="put the file there and re-run") from None
         except OSError as exc:
             raise FatalError(f"cannot read {source}: {exc.strerror}", **self.where(day, source)) from exc
         with fh:

@@ -81,6 +81,17 @@ class RetryPolicy:
             limits.append(started + self.max_wait)
         return min(limits) if limits else float("inf")
 
+    def limits(self) -> str:
+        """What bounds the retries, for a person: "deadline 2026-11-21 12:00 CST, max_wait 60 s"."""
+        parts = []
+        if self.deadline is not None:
+            parts.append(f"deadline {self.deadline.strftime('%Y-%m-%d %H:%M %Z')}")
+        if self.max_wait is not None:
+            parts.append(f"max_wait {self.max_wait:g} s")
+        if self.max_attempts is not None:
+            parts.append(f"max_attempts {self.max_attempts}")
+        return ", ".join(parts) or "no limit"
+
 
 def _classify(exc: BaseException) -> BaseException:
     """A safety net for library errors a connector did not wrap."""
@@ -100,10 +111,18 @@ def _classify(exc: BaseException) -> BaseException:
     return exc
 
 
+UNAVAILABLE_HINT = ("the channel has not published it or its server keeps failing; the other channels were "
+                    "reconciled; re-run this date when it is available")
+
+
 def fetch_with_retries(fn: Callable[[Attempt], T], policy: RetryPolicy, *, channel: str, date: str, file: str,
                        clock: Callable[[], float] = time.monotonic,
-                       sleep: Callable[[float], None] = time.sleep) -> tuple[T, int]:
-    """Call ``fn(attempt)`` until it succeeds, a fatal error occurs, or the deadline; returns (result, attempts)."""
+                       sleep: Callable[[float], None] = time.sleep,
+                       unavailable_hint: str | None = None) -> tuple[T, int]:
+    """Call ``fn(attempt)`` until it succeeds, a fatal error occurs, or the deadline; returns (result, attempts).
+
+    ``unavailable_hint`` is what to do when it is still missing at the end (the connector type knows best).
+    """
     started = clock()
     stop_at = policy.stop_at(started)
     count = 0
@@ -142,12 +161,9 @@ def fetch_with_retries(fn: Callable[[Attempt], T], policy: RetryPolicy, *, chann
     try:
         return retrying(one), count
     except RetriableError as exc:
-        limit = policy.deadline.strftime("%Y-%m-%d %H:%M %Z") if policy.deadline else "its limit"
         raise UnavailableError(
-            f"statement still unavailable after {count} attempt(s) (deadline {limit}); last seen: {exc.message}",
-            channel=channel, date=date, file=file,
-            hint="the channel has not published it or its server keeps failing; the other channels were "
-                 "reconciled; re-run this date when it is available") from exc
+            f"statement still unavailable after {count} attempt(s) ({policy.limits()}); last seen: {exc.message}",
+            channel=channel, date=date, file=file, hint=unavailable_hint or UNAVAILABLE_HINT) from exc
     except FatalError as exc:
         exc.channel, exc.date, exc.file = exc.channel or channel, exc.date or date, exc.file or file
         exc.args = (exc.describe(),)

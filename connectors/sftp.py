@@ -4,7 +4,7 @@
 ``password_file`` and/or ``key_file`` (+ ``key_passphrase_env`` /
 ``key_passphrase_file``), ``known_hosts`` (required: a known_hosts file
 holding the server's pinned key) and ``remote_dir`` (``"."``, the login
-folder).
+folder; may be dated: ``outgoing/{date:%Y-%m-%d}``).
 
 Only the given known_hosts file is trusted: never ``~/.ssh``, never the SSH
 agent, and an unknown or changed host key is refused (a security alert, never
@@ -52,6 +52,7 @@ class SftpConnector(Connector):
 
     OPTIONS = frozenset({"host", "port", "username", "password_env", "password_file", "key_file",
                          "key_passphrase_env", "key_passphrase_file", "known_hosts", "remote_dir"})
+    FOLDER_OPTION = "remote_dir"
     RESUMABLE = True
 
     def __init__(self, channel):
@@ -63,7 +64,6 @@ class SftpConnector(Connector):
             raise ConfigError(f"[download] port must be a TCP port number, got {port!r}", **where)
         self.port = port
         self.username = str(self.option("username", required=True))
-        self.remote_dir = str(self.option("remote_dir", "."))
         self.known_hosts = os.path.expanduser(str(self.option("known_hosts", required=True)))
         if not os.path.isfile(self.known_hosts):
             raise ConfigError(f"[download] known_hosts file {self.known_hosts} does not exist", **where,
@@ -97,9 +97,9 @@ class SftpConnector(Connector):
             # the message never includes the passphrase, only what is wrong with the file
             raise ConfigError(f"cannot load key file {path}: {exc}", **where) from exc
 
-    def remote_path(self, name: str) -> str:
-        """The path of statement file ``name`` on the server (relative paths start at the login folder)."""
-        return posixpath.normpath(posixpath.join(self.remote_dir, name))
+    def remote_path(self, name: str, day: dt.date) -> str:
+        """The path of D's statement file ``name`` on the server (relative paths start at the login folder)."""
+        return posixpath.normpath(posixpath.join(self.folder(day, "."), name))
 
     def source(self, path: str) -> str:
         """The file's address for the manifest; ``/~/`` marks a path relative to the login folder, as curl does."""
@@ -143,7 +143,7 @@ class SftpConnector(Connector):
             channel.settimeout(attempt.read_timeout)
             channel.invoke_subsystem("sftp")
             sftp = paramiko.SFTPClient(channel)
-            return self._download(sftp, name, part, attempt, where)
+            return self._download(sftp, name, day, part, attempt, where)
         except ReconError:
             raise
         except paramiko.BadHostKeyException as exc:
@@ -167,10 +167,10 @@ class SftpConnector(Connector):
                              hint="check username, password_env/password_file or key_file; not retried, so the "
                                   "account is not locked by repeated failures") from exc
         except FileNotFoundError as exc:
-            raise NotPublishedYet(f"{self.remote_path(name)} is not on {address} yet", **where,
+            raise NotPublishedYet(f"{self.remote_path(name, day)} is not on {address} yet", **where,
                                   hint="the channel has not published it; it is tried again later") from exc
         except PermissionError as exc:
-            raise FatalError(f"SFTP server {address} denies reading {self.remote_path(name)}: {exc}", **where,
+            raise FatalError(f"SFTP server {address} denies reading {self.remote_path(name, day)}: {exc}", **where,
                              hint="ask the channel to grant the account read access") from exc
         except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
             # timeouts, refused/reset connections, sessions the server dropped, a garbled SFTP stream
@@ -188,9 +188,9 @@ class SftpConnector(Connector):
                 sftp.close()
             client.close()
 
-    def _download(self, sftp: paramiko.SFTPClient, name: str, part: PartFile, attempt: Attempt,
+    def _download(self, sftp: paramiko.SFTPClient, name: str, day: dt.date, part: PartFile, attempt: Attempt,
                   where: dict) -> FetchInfo:
-        path = self.remote_path(name)
+        path = self.remote_path(name, day)
         before = sftp.stat(path)
         size, version = before.st_size, (before.st_size, before.st_mtime)
         offset = part.offset

@@ -377,13 +377,13 @@ def write_conf(out: Path) -> None:
         'max_rejected_rows = 1\n\n'
         '[fees]\nrate = "0.006"\ntolerance = "0.01"\n\n'
         '[download]\ntype = "localdir"\npath = "../../inbox/wechatpay"\nfilename = "wechatpay_all_{date:%Y%m%d}.csv"\n'
-        '# the demo does not wait for a statement that is not there\nmax_attempts = 1\n',
+        '# a local folder is looked at once: a missing statement is exit 3 at once\n',
         encoding="utf-8")
     (conf / "channels" / "alipay.toml").write_text(
         '[channel]\nname = "alipay"\nnormalizer = "alipay"\ncutoff_minutes = 30\n\n'
         '[fees]\nrate = "0.006"\ntolerance = "0.01"\n\n'
-        '[download]\ntype = "localdir"\npath = "../../inbox/alipay"\nfilename = "alipay_trade_{date:%Y%m%d}.zip"\n'
-        'max_attempts = 1\n', encoding="utf-8")
+        '[download]\ntype = "localdir"\npath = "../../inbox/alipay"\nfilename = "alipay_trade_{date:%Y%m%d}.zip"\n',
+        encoding="utf-8")
 
 
 def main(argv=None) -> int:

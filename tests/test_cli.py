@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
 import pytest
 
 from recon.config import load_settings
@@ -56,6 +59,57 @@ def test_download_and_normalize_stages_run_alone_without_spark(demo_dir):
 def test_a_missing_statement_exits_3(demo_dir):
     conf = str(demo_dir / "conf/pipeline.toml")
     assert run_cli("download", "--conf", conf, "--date", "2026-12-25") == 3
+
+
+def _dated_inbox(demo_dir, filename='filename = "wechatpay_all_{date:%Y%m%d}.csv"'):
+    """The demo's WeChat Pay channel reading inbox/wechatpay/YYYY-MM-DD/ (its bills moved there), no waiting set."""
+    inbox = demo_dir / "inbox" / "wechatpay"
+    for bill in list(inbox.glob("wechatpay_all_*.csv")):
+        day = dt.datetime.strptime(bill.stem.rsplit("_", 1)[1], "%Y%m%d").date()
+        (inbox / day.isoformat()).mkdir()
+        bill.rename(inbox / day.isoformat() / bill.name)
+    chan = demo_dir / "conf" / "channels" / "wechatpay.toml"
+    text = chan.read_text(encoding="utf-8")
+    chan.write_text(text[:text.index("[download]")] + '[download]\ntype = "localdir"\n'
+                    'path = "../../inbox/wechatpay/{date:%Y-%m-%d}"\n' + filename + "\n", encoding="utf-8")
+    (demo_dir / "conf" / "channels" / "alipay.toml").unlink()
+
+
+def test_download_reads_dated_folders_and_a_missing_file_is_exit_3_at_once_naming_it(demo_dir, capsys):
+    _dated_inbox(demo_dir)
+    conf = str(demo_dir / "conf/pipeline.toml")
+    assert run_cli("download", "--conf", conf, "--date", "2026-11-20") == 0
+    assert run_cli("download", "--conf", conf, "--date", "2026-11-21") == 0
+    for day in ("2026-11-20", "2026-11-21"):
+        assert (demo_dir / f"root/raw/wechatpay/{day}/wechatpay_all_{day.replace('-', '')}.csv").read_bytes() == \
+            (demo_dir / f"inbox/wechatpay/{day}/wechatpay_all_{day.replace('-', '')}.csv").read_bytes()
+    capsys.readouterr()
+    today = dt.date.today()  # noon on D+1 is hours away: the old default waited for it
+    started = time.monotonic()
+    assert run_cli("download", "--conf", conf, "--date", today.isoformat()) == 3
+    assert time.monotonic() - started < 30
+    out = capsys.readouterr().out
+    path = demo_dir / "inbox" / "wechatpay" / today.isoformat() / f"wechatpay_all_{today:%Y%m%d}.csv"
+    assert "wechatpay: exit 3" in out and str(path.resolve()) in out and "put the file there" in out
+
+
+def test_a_folder_in_filename_exits_2_with_a_hint(demo_dir, capsys):
+    _dated_inbox(demo_dir, filename='filename = "{date:%Y-%m-%d}/wechatpay_all_{date:%Y%m%d}.csv"')
+    assert run_cli("download", "--conf", str(demo_dir / "conf/pipeline.toml"), "--date", "2026-11-20") == 2
+    out = capsys.readouterr().out
+    assert "wechatpay: exit 2" in out and "not a plain file name" in out and "put the folder part in path" in out
+    assert "wechatpay.toml" in out
+
+
+def test_an_unknown_normalizer_exits_2_listing_the_known_ones(demo_dir, capsys):
+    chan = demo_dir / "conf" / "channels" / "wechatpay.toml"
+    chan.write_text(chan.read_text().replace('normalizer = "wechatpay"', 'normalizer = "wechat_pay"'))
+    conf = str(demo_dir / "conf/pipeline.toml")
+    assert run_cli("download", "--conf", conf, "--date", "2026-11-20") == 0
+    assert run_cli("normalize", "--conf", conf, "--date", "2026-11-20") == 2
+    out = capsys.readouterr().out
+    assert "no normalizer named 'wechat_pay'" in out
+    assert all(name in out for name in ("wechatpay", "alipay", "unionpay", "paypal", "bankspec"))
 
 
 def test_a_second_run_on_the_same_root_exits_at_once_saying_already_running(demo_dir, capsys):

@@ -1,4 +1,5 @@
-"""The localdir connector and landing: atomic copy, manifest, no second download, unsafe names."""
+"""The localdir connector and landing: atomic copy, manifest, no second download, unsafe names, dated folders,
+and its default of looking once."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import pytest
 
 from connectors.base import safe_name
 from connectors.landing import land
-from recon.config import ChannelSettings
-from recon.errors import FatalError, UnavailableError
+from recon.config import ChannelSettings, load_channel
+from recon.errors import ConfigError, FatalError, UnavailableError
 from recon.storage import Storage
 
 DAY = dt.date(2026, 11, 20)
 
 
-def _channel(inbox, filename="bill_{date:%Y%m%d}.csv") -> ChannelSettings:
+def _channel(inbox, filename="bill_{date:%Y%m%d}.csv", **download) -> ChannelSettings:
+    """A localdir channel with its default waiting (none) unless ``download`` says otherwise."""
     return ChannelSettings(name="wechatpay", normalizer="wechatpay", conf_file="<test>",
-                           download={"type": "localdir", "path": str(inbox), "filename": filename,
-                                     "max_attempts": 1})
+                           download={"type": "localdir", "path": str(inbox), "filename": filename, **download})
 
 
 @pytest.fixture
@@ -73,10 +74,11 @@ def test_unsafe_remote_names_are_refused(name):
         safe_name(name)
 
 
-def test_a_pattern_producing_a_path_is_refused(setup):
+def test_a_pattern_producing_a_path_is_a_configuration_error(setup):
     inbox, land_, _ = setup
-    with pytest.raises(FatalError):
+    with pytest.raises(ConfigError, match="not a plain file name") as info:
         land_(_channel(inbox, filename="../{date:%Y%m%d}.csv"), DAY)
+    assert info.value.exit_code == 2
 
 
 def test_a_large_statement_lands_by_a_rename_of_the_part_file_with_its_sha256(setup, tmp_path):
@@ -145,3 +147,120 @@ def test_the_kernel_copy_falls_back_to_reading_and_writing(setup, monkeypatch):
     manifest = land_(_channel(inbox), DAY)
     assert (root / "raw/wechatpay/2026-11-20/bill_20261120.csv").read_bytes() == data
     assert manifest["files"][0]["size"] == len(data)
+
+
+# -- dated folders -------------------------------------------------------------------------------------------------
+
+WECHAT = "wechatpay_all_{date:%Y%m%d}.csv"
+
+
+def _dated_inbox(tmp_path, *days):
+    """inbox/wechatpay/YYYY-MM-DD/wechatpay_all_YYYYMMDD.csv for each day, each with its own bytes."""
+    for day in days:
+        folder = tmp_path / "inbox" / "wechatpay" / day.isoformat()
+        folder.mkdir(parents=True)
+        (folder / WECHAT.format(date=day)).write_bytes(f"the bill of {day}\r\n".encode())
+    return tmp_path / "inbox" / "wechatpay"
+
+
+def test_dated_folders_land_each_dates_own_file(setup, tmp_path):
+    _, land_, root = setup
+    day2 = DAY + dt.timedelta(days=1)
+    inbox = _dated_inbox(tmp_path, DAY, day2)
+    channel = _channel(f"{inbox}/{{date:%Y-%m-%d}}", filename=WECHAT)
+    for day in (DAY, day2):
+        manifest = land_(channel, day)
+        landed = root / "raw" / "wechatpay" / day.isoformat()
+        (entry,) = manifest["files"]
+        assert entry["name"] == f"wechatpay_all_{day:%Y%m%d}.csv"  # the landed name stays a plain file name
+        assert (landed / entry["name"]).read_bytes() == f"the bill of {day}\r\n".encode()
+        assert entry["source"].endswith(f"/wechatpay/{day.isoformat()}/{entry['name']}")
+
+
+def test_a_dated_path_in_a_channel_file_is_resolved_against_its_folder(setup, tmp_path):
+    _, land_, root = setup
+    _dated_inbox(tmp_path, DAY)
+    conf = tmp_path / "conf" / "channels" / "wechatpay.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text('[channel]\nname = "wechatpay"\nnormalizer = "wechatpay"\n\n[download]\ntype = "localdir"\n'
+                    'path = "../../inbox/wechatpay/{date:%Y-%m-%d}"\nfilename = "wechatpay_all_{date:%Y%m%d}.csv"\n',
+                    encoding="utf-8")
+    land_(load_channel(conf), DAY)
+    assert (root / "raw/wechatpay/2026-11-20/wechatpay_all_20261120.csv").read_bytes() == b"the bill of 2026-11-20\r\n"
+
+
+def test_a_folder_in_filename_is_exit_2_with_a_hint_to_use_path(setup, tmp_path):
+    _, land_, root = setup
+    inbox = _dated_inbox(tmp_path, DAY)
+    channel = _channel(inbox, filename="{date:%Y-%m-%d}/wechatpay_all_{date:%Y%m%d}.csv")
+    with pytest.raises(ConfigError) as info:
+        land_(channel, DAY)
+    err = info.value
+    assert err.exit_code == 2 and err.channel == "wechatpay" and err.file == "<test>"
+    assert "'2026-11-20/wechatpay_all_20261120.csv'" in err.message and "not a plain file name" in err.message
+    assert "put the folder part in path" in err.hint
+    assert not (root / "raw").exists()
+
+
+@pytest.mark.parametrize("path", ["{date:%Y-%m-%d", "{day:%Y-%m-%d}", "{date.year.x}", "{0}"])
+def test_a_bad_date_pattern_in_path_is_exit_2_naming_the_key(setup, tmp_path, path):
+    _, land_, root = setup
+    with pytest.raises(ConfigError) as info:
+        land_(_channel(f"{tmp_path}/inbox/{path}", filename=WECHAT), DAY)
+    err = info.value
+    assert err.exit_code == 2 and err.channel == "wechatpay" and err.file == "<test>"
+    assert "[download] path" in err.message and path in err.message
+    assert not (root / "raw").exists()
+
+
+# -- waiting -------------------------------------------------------------------------------------------------------
+
+def _no_sleep(seconds):
+    raise AssertionError(f"localdir waited {seconds:.0f} s for a file in a local folder")
+
+
+def test_a_missing_file_is_exit_3_after_one_look_naming_the_expanded_path(setup, tmp_path):
+    _, land_, root = setup
+    inbox = _dated_inbox(tmp_path, DAY)
+    today = dt.date.today()  # D+1 12:00 is still ahead: the old default would wait until then
+    with pytest.raises(UnavailableError) as info:
+        land_(_channel(f"{inbox}/{{date:%Y-%m-%d}}", filename=WECHAT), today, sleep=_no_sleep)
+    err = info.value
+    assert err.exit_code == 3 and err.channel == "wechatpay" and err.date == today.isoformat()
+    assert "after 1 attempt(s)" in err.message
+    assert f"{inbox}/{today.isoformat()}/wechatpay_all_{today:%Y%m%d}.csv" in err.message
+    assert "put the file there and re-run" in err.hint and "deadline" in err.hint
+    assert not (root / "raw" / "wechatpay" / today.isoformat()).exists()
+
+
+def test_an_explicit_deadline_makes_localdir_wait_for_a_pushed_file(setup, tmp_path):
+    _, land_, root = setup
+    inbox = tmp_path / "push"
+    inbox.mkdir()
+    today = dt.date.today()  # D+1 23:59 is still ahead: only the deadline bounds the waiting
+    name = f"bill_{today:%Y%m%d}.csv"
+    sleeps = []
+
+    def channel_pushes_while_we_wait(seconds):
+        sleeps.append(seconds)
+        (inbox / name).write_bytes(b"pushed late")
+
+    manifest = land_(_channel(inbox, deadline="23:59"), today, sleep=channel_pushes_while_we_wait)
+    assert manifest["attempts"] == 2 and len(sleeps) == 1 and 300 <= sleeps[0] <= 600  # the network rhythm
+    assert (root / "raw" / "wechatpay" / today.isoformat() / name).read_bytes() == b"pushed late"
+
+
+def test_explicit_max_attempts_retries_then_exit_3(setup):
+    inbox, land_, _ = setup
+    sleeps = []
+    with pytest.raises(UnavailableError) as info:
+        land_(_channel(inbox, deadline="", max_attempts=3, retry_interval=1, retry_jitter=0), DAY,
+              sleep=sleeps.append)
+    assert sleeps == [1.0, 1.0] and "after 3 attempt(s) (max_attempts 3)" in info.value.message
+
+
+def test_a_bad_waiting_option_is_exit_2_naming_the_channel_file(setup):
+    inbox, land_, _ = setup
+    with pytest.raises(ConfigError, match="deadline must be HH:MM") as info:
+        land_(_channel(inbox, deadline="noon"), DAY)
+    assert info.value.exit_code == 2 and info.value.channel == "wechatpay" and info.value.file == "<test>"

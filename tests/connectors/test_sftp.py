@@ -146,9 +146,9 @@ class TestSftp(ConnectorContract):
 
         original = sftp_module.SftpConnector._download
 
-        def spy(self, sftp, name, part, attempt, where):
+        def spy(self, sftp, name, day, part, attempt, where):
             offsets.append(part.offset)
-            return original(self, sftp, name, part, attempt, where)
+            return original(self, sftp, name, day, part, attempt, where)
 
         monkeypatch.setattr(sftp_module.SftpConnector, "_download", spy)
         manifest = do_land(self.channel(server))

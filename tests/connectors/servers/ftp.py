@@ -102,7 +102,8 @@ class FaultyFtpServer:
 
     # -- the FaultyServer protocol -----------------------------------------------------------------------------
     def publish(self, name: str, data: bytes) -> None:
-        """Make ``name`` (in the FTP root) hold ``data``."""
+        """Make ``name`` (in the FTP root; may be in a folder) hold ``data``."""
+        os.makedirs(os.path.dirname(os.path.join(self.root, name)), exist_ok=True)
         with open(os.path.join(self.root, name), "wb") as fh:
             fh.write(data)
 
