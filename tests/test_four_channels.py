@@ -9,6 +9,13 @@ there, written by hand from its comments, not copied from a run.
 
 CURRENCY_MISMATCH is produced by WeChat Pay only: its bill carries 货币种类, while the Alipay bill and the
 UnionPay ZM file have no currency column (both are CNY by definition).
+
+The rejected rows (CHANNEL_ROW_REJECTED, ``max_rejected_rows``), the export reader (CRLF, BOM, any column
+order) and ``{date}`` in a localdir ``path`` were being built on other branches when this was written. To
+check everything else on code without them: ``run_scenario(out, spark, realistic_exports=False,
+dated_inbox=False, rejected_rows=False)``, then the ``check_*`` functions below with
+``check_discrepancies(..., rejected_rows=False)`` (the broken rows are then left out of the statements,
+and their paid orders are plain LOCAL_ONLY with "no channel record").
 """
 
 from __future__ import annotations

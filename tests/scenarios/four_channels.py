@@ -130,7 +130,8 @@ class Scenario:
     def txn(self, channel: str, day: dt.date, t: Txn) -> None:
         seq = sum(len(v) for v in self.statements.values()) + 1
         if not t.txn_id:
-            t.txn_id = {"wechatpay": f"4200000925{day:%Y%m%d}{seq:08d}", "wechatpay_old": f"1004400740{day:%Y%m%d}{seq:08d}",
+            t.txn_id = {"wechatpay": f"4200000925{day:%Y%m%d}{seq:08d}",
+                        "wechatpay_old": f"1004400740{day:%Y%m%d}{seq:08d}",
                         "alipay": f"{day:%Y%m%d}22001400{seq:012d}", "unionpay": f"79{day:%m%d}{seq:015d}"}[channel]
         if t.fee is None:
             base = _fee(channel, t.amount - t.coupon)
