@@ -40,10 +40,14 @@ def make_connector(channel: ChannelSettings) -> Connector:
     return cls(channel)
 
 
-def landed_manifest(storage: Storage, channel: str, day: dt.date) -> dict | None:
-    """The manifest of D's landed statement if every file it lists is present with its size."""
+def landed_manifest(storage: Storage, channel: str, day: dt.date, *, reuse: bool = False) -> dict | None:
+    """The manifest of D's landed statement if every file it lists is present with its size.
+
+    ``reuse``: asked by a landing deciding whether to download again, which it must when normalize marked
+    the landed copy damaged (``mark_for_refetch``).
+    """
     folder = raw_dir(channel, day)
-    if not storage.is_file(folder, MANIFEST) or storage.is_file(folder, REFETCH):
+    if not storage.is_file(folder, MANIFEST) or (reuse and storage.is_file(folder, REFETCH)):
         return None
     manifest = storage.read_json(folder, MANIFEST)
     for entry in manifest["files"]:
@@ -85,7 +89,7 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
     """Fetch D's statement of ``channel`` into raw/ unless it is already there; returns the manifest."""
     d = day.isoformat()
     if not force:
-        manifest = landed_manifest(storage, channel.name, day)
+        manifest = landed_manifest(storage, channel.name, day, reuse=True)
         if manifest:
             log.info("channel %s date %s: statement already landed (%s), not downloading again",
                      channel.name, d, ", ".join(f["name"] for f in manifest["files"]))
