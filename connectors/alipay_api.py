@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from connectors import httpclient
 from connectors.base import Attempt, FetchInfo, PartFile, safe_name
 from connectors.signing import CHUNK, SignedApiConnector, rsa_sign, rsa_verify, sorted_params, strip_query
 from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
@@ -110,9 +111,9 @@ class AlipayBillConnector(SignedApiConnector):
 
     def fetch(self, name: str, day: dt.date, part: PartFile, attempt: Attempt) -> FetchInfo:
         gateway = f"{self.base_url}/gateway.do"
-        with requests.Session() as session:
+        with httpclient.bounded_session(attempt) as session:
             what = "Alipay bill.downloadurl.query"
-            with self.http_errors(day, name, what), session.post(
+            with self.http_errors(day, name, what, session=session, attempt=attempt), session.post(
                     gateway, data=self.request_params(day), timeout=self.timeout(attempt), stream=True,
                     verify=self.verify, allow_redirects=False,
                     headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8",
@@ -123,11 +124,10 @@ class AlipayBillConnector(SignedApiConnector):
             url = self.bill_url(body, what, day, name)
 
             what = "Alipay bill download"
-            with self.http_errors(day, name, what), session.get(
-                    url, timeout=self.timeout(attempt), stream=True, verify=self.verify,
+            with self.http_errors(day, name, what, session=session, attempt=attempt), httpclient.get(
+                    session, url, check_location=lambda target: self.check_redirect(target, what, day, name),
+                    timeout=self.timeout(attempt), stream=True, verify=self.verify,
                     headers={"User-Agent": "recon-pipeline", "Accept-Encoding": "identity"}) as resp:
-                if urlsplit(resp.url).scheme != "https" and not self.allow_http:
-                    raise FatalError(f"{what}: redirected to a plain-http URL", **self.where(day, name))
                 if resp.status_code != 200:
                     # The link lives ~30 s and is single-use: a rejected link is replaced by the next attempt.
                     if resp.status_code in (403, 404, 410):
@@ -139,8 +139,19 @@ class AlipayBillConnector(SignedApiConnector):
                 for chunk in resp.iter_content(CHUNK):
                     part.write(chunk)
                     attempt.check()
+                self.check_expired(session, attempt, what, day, name)
         self.check_zip(part, day, name)
         return FetchInfo(source=strip_query(url), expected_size=size)
+
+    def check_redirect(self, target: str, what: str, day: dt.date, name: str) -> None:
+        """A redirect of the download link is followed only to https (or http when allowed), and refused
+        before any request goes there."""
+        scheme = urlsplit(target).scheme
+        if scheme != "https" and not (scheme == "http" and self.allow_http):
+            raise FatalError(f"{what}: redirected to a plain-http URL ({strip_query(target)}); not followed",
+                             **self.where(day, name),
+                             hint="the zip carries no signature or hash; set allow_http_download = true to accept "
+                                  "plain-http links knowingly")
 
     def bill_url(self, body: bytes, what: str, day: dt.date, name: str) -> str:
         """The download link from the gateway's reply, after checking its code and (if configured) its sign."""

@@ -14,21 +14,29 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
 from recon.config import ChannelSettings
-from recon.errors import ConfigError, FatalError, RetriableError
+from recon.errors import ConfigError, FatalError, IntegrityError, RetriableError
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]{1,255}$")
 
 # [download] options every connector understands (seconds unless said otherwise)
 COMMON_OPTIONS = {
     "type", "filename", "connect_timeout", "read_timeout", "attempt_timeout", "retry_interval", "retry_jitter",
-    "deadline", "max_wait", "max_attempts",
+    "deadline", "max_wait", "max_attempts", "max_bytes",
 }
+# The largest statement a channel may send unless its [download] max_bytes says otherwise: far above any real
+# daily bill, small enough that a runaway server cannot fill the disk.
+DEFAULT_MAX_BYTES = 20 * 10**9
+# Free space the work folder must keep beyond the bytes still expected (for the landing and everything else).
+FREE_SPACE_MARGIN = 256 * 2**20
+# Landed statements and their .part files are readable by the job's user only, whatever the umask.
+PRIVATE_MODE = 0o600
 # The options that say how long to wait for a statement; a channel that sets any of them sets its own policy.
 WAITING_OPTIONS = frozenset({"deadline", "max_wait", "max_attempts"})
 
@@ -81,20 +89,38 @@ class Attempt:
     def remaining(self) -> float:
         return max(0.0, self._ends_at - self._clock())
 
+    def expired(self) -> bool:
+        return self._clock() >= self._ends_at
+
+    def timeout_error(self, doing: str = "") -> RetriableError:
+        """The retriable error of an attempt that ran out of wall-clock time (naming the limit)."""
+        return RetriableError(f"attempt {self.number} exceeded its wall-clock limit of {self.wall_clock:g} s "
+                              f"(attempt_timeout){' ' + doing if doing else ''}",
+                              hint="the server is too slow or stuck; it is retried")
+
     def check(self) -> None:
         """Raise RetriableError once the attempt has run past its wall-clock limit."""
-        if self._clock() >= self._ends_at:
-            raise RetriableError(f"attempt {self.number} exceeded its wall-clock limit of {self.wall_clock:g} s")
+        if self.expired():
+            raise self.timeout_error()
 
 
 class PartFile:
-    """The local ``.part`` file a download is written to (outside raw/), resumable across attempts."""
+    """The local ``.part`` file a download is written to (outside raw/), resumable across attempts.
 
-    def __init__(self, path: str, progress=None):
+    It enforces what no connector should have to remember: the file is private (mode 0600 whatever the
+    umask, since a statement carries payer data), it never grows past ``max_bytes`` (a statement larger
+    than the channel's limit cannot be trusted: ``IntegrityError``, exit 4, not retried), and a declared
+    size is checked against that limit and the work folder's free space before the first byte is written.
+    """
+
+    def __init__(self, path: str, progress=None, *, max_bytes: int | None = None, where: dict | None = None):
         self.path = path
         self.progress = progress
+        self.max_bytes = max_bytes
+        self.where = where or {}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self._fh = None
+        self._size = 0
 
     @property
     def offset(self) -> int:
@@ -103,13 +129,32 @@ class PartFile:
             self._fh.flush()
         return os.path.getsize(self.path) if os.path.exists(self.path) else 0
 
+    def open_fd(self) -> int:
+        """A write descriptor on the part file (created 0600, positioned at its end), for kernel copies."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_MODE)
+        os.fchmod(fd, PRIVATE_MODE)  # an existing file, or a umask that would have kept more bits
+        os.lseek(fd, 0, os.SEEK_END)
+        return fd
+
     def write(self, data: bytes) -> int:
         if self._fh is None:
-            self._fh = open(self.path, "ab")  # a local scratch file by definition
+            self._fh = open(self.open_fd(), "ab")  # a local scratch file by definition
+            self._size = self._fh.tell()
+        self.account(len(data), self._size + len(data))
         self._fh.write(data)
-        if self.progress is not None:
-            self.progress.advance(len(data))
+        self._size += len(data)
         return len(data)
+
+    def account(self, n: int, size: int) -> None:
+        """``n`` more bytes, ``size`` in all: enforce max_bytes as they stream (before writing them), advance
+        the progress bar."""
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise IntegrityError(f"the statement is larger than max_bytes = {self.max_bytes} (received more than "
+                                 f"{size - n} bytes and still streaming); the download was stopped", **self.where,
+                                 hint="a statement that large cannot be trusted: check with the channel what it "
+                                      "sent; if it is right, raise [download] max_bytes for this channel")
+        if self.progress is not None:
+            self.progress.advance(n)
 
     def restart(self) -> None:
         """Forget what was received (the server cannot resume, or sent something else)."""
@@ -120,8 +165,25 @@ class PartFile:
             self.progress.reset()
 
     def expect(self, total: int | None) -> None:
+        """The size the source declares (SIZE, Content-Length, stat): checked against max_bytes and the free
+        space of the work folder before the transfer starts, so neither is found out by filling the disk."""
+        if total is not None and self.max_bytes is not None and total > self.max_bytes:
+            raise IntegrityError(f"the source announces {total} bytes, more than max_bytes = {self.max_bytes}; "
+                                 f"nothing was downloaded", **self.where,
+                                 hint="a statement that large cannot be trusted: check with the channel; if it is "
+                                      "right, raise [download] max_bytes for this channel")
+        self.check_free_space(max(0, (total or 0) - self.offset))
         if self.progress is not None:
             self.progress.set_total(total)
+
+    def check_free_space(self, needed: int) -> None:
+        """Refuse to start when the work folder lacks ``needed`` bytes plus a margin (not retried: space does
+        not come back by waiting)."""
+        free = shutil.disk_usage(os.path.dirname(self.path)).free
+        if free < needed + FREE_SPACE_MARGIN:
+            raise FatalError(f"not enough free space in {os.path.dirname(self.path)} for the download: "
+                             f"{free} bytes free, {needed} needed plus a margin of {FREE_SPACE_MARGIN}",
+                             **self.where, hint="free space in the work folder (work_dir) and run again")
 
     def close(self) -> None:
         if self._fh is not None:
@@ -163,6 +225,16 @@ class Connector(ABC):
                               channel=channel.name, file=channel.conf_file)
         if self.FOLDER_OPTION in self.options:
             self.folder(dt.date(2000, 1, 1))  # a bad pattern is a configuration error now, before any download
+        self.max_bytes = self._max_bytes()
+
+    def _max_bytes(self) -> int:
+        """[download] max_bytes: a positive number of bytes (default DEFAULT_MAX_BYTES)."""
+        value = self.options.get("max_bytes", DEFAULT_MAX_BYTES)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[download] max_bytes must be a positive number of bytes, got {value!r}",
+                              channel=self.channel.name, file=self.channel.conf_file,
+                              hint=f"e.g. max_bytes = {DEFAULT_MAX_BYTES} (the default, 20 GB)")
+        return value
 
     # -- helpers for subclasses --------------------------------------------------------------------------------
     def option(self, key: str, default=None, *, required: bool = False):

@@ -23,7 +23,7 @@ from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableErro
 # Replies to REST (or to the RETR after it) that mean "I cannot resume": not implemented,
 # bad parameter, parameter not implemented, invalid restart position (RFC 959 / RFC 1123).
 _REST_REFUSED = {"500", "501", "502", "504", "554"}
-# Replies to SIZE that mean "I do not implement SIZE" (then the size is simply unknown).
+# Replies to SIZE / MDTM that mean "I do not implement it" (then the size or time is simply unknown).
 _SIZE_UNSUPPORTED = {"500", "502", "504"}
 
 
@@ -84,6 +84,9 @@ class FtpConnector(Connector):
         self.passive = self.option("passive", True)
         if not isinstance(self.passive, bool):
             raise ConfigError(f"[download] passive must be true or false, got {self.passive!r}", **where)
+        # (size, MDTM) of the remote file when the bytes in a .part file were read, per file name: a resumed
+        # transfer must continue the same version, not splice a new one published in between.
+        self._seen: dict[str, tuple[int | None, str | None]] = {}
 
     # -- hooks for FTPS --------------------------------------------------------------------------------------
     def _client(self, attempt: Attempt) -> ftplib.FTP:
@@ -115,13 +118,15 @@ class FtpConnector(Connector):
             stage = "tls"
             self._before_login(ftp)
             stage = "login"
-            ftp.login(self.username, password)
+            self._login(ftp, password, attempt)
+            ftp.sock.settimeout(attempt.read_timeout)
             stage = "tls"
             self._after_login(ftp)
             ftp.set_pasv(self.passive)
             stage = "transfer"
             ftp.voidcmd("TYPE I")  # binary: exact bytes, and SIZE is refused in ASCII mode
             size = self._size(ftp, path)
+            self._resume_or_restart(ftp, name, path, size, part)
             self._retrieve(ftp, path, size, part, attempt)
             stage = "done"
         except ftplib.error_perm as exc:
@@ -140,6 +145,9 @@ class FtpConnector(Connector):
                                   + "; check host and ca_file with the channel before trusting another "
                                     "certificate") from exc
         except (TimeoutError, socket.timeout) as exc:
+            if stage == "login":  # waited for as long as the attempt allows (see _login)
+                raise attempt.timeout_error(f"waiting for the server to answer the login of {self.username!r}") \
+                    .named(**where) from exc
             raise RetriableError(f"no answer within the timeout while in stage {stage} ({exc or 'timed out'})",
                                  **where, hint="the server is slow or stuck; it is retried") from exc
         except (EOFError, OSError) as exc:  # resets, refused connections, TLS cut short, name resolution
@@ -153,6 +161,34 @@ class FtpConnector(Connector):
         finally:
             self._close(ftp, polite=stage == "done")
         return FetchInfo(source=source, expected_size=size)
+
+    def _login(self, ftp: ftplib.FTP, password: str, attempt: Attempt) -> None:
+        """USER/PASS, waiting for the verdict as long as the attempt allows rather than read_timeout.
+
+        Servers delay a refusal on purpose (pyftpdlib and vsftpd by seconds, against password guessing), and
+        a 530 that arrives after read_timeout is still a refusal: retrying it as a timeout would hammer a
+        wrong password into a locked account. A login that truly hangs still ends at the attempt's limit.
+        """
+        ftp.sock.settimeout(max(attempt.read_timeout, attempt.remaining()))
+        ftp.login(self.username, password)
+
+    def _mdtm(self, ftp: ftplib.FTP, path: str) -> str | None:
+        """The remote modification time as the server gives it (None if it does not implement MDTM)."""
+        try:
+            reply = ftp.sendcmd(f"MDTM {path}")
+        except ftplib.error_perm as exc:
+            if reply_code(exc) in _SIZE_UNSUPPORTED:
+                return None
+            raise
+        return reply[4:].strip() if reply[:3] == "213" else None
+
+    def _resume_or_restart(self, ftp: ftplib.FTP, name: str, path: str, size: int | None, part: PartFile) -> None:
+        """Keep the partial bytes only when the remote file is provably the one they came from: same size
+        and same MDTM as when they were read. Without MDTM (or SIZE) nothing proves it: start over."""
+        version = (size, self._mdtm(ftp, path))
+        if part.offset and (None in version or self._seen.get(name) != version):
+            part.restart()
+        self._seen[name] = version
 
     def _size(self, ftp: ftplib.FTP, path: str) -> int | None:
         """The remote size (None if the server does not implement SIZE)."""

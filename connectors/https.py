@@ -24,6 +24,7 @@ import urllib.parse
 import requests
 import urllib3.exceptions
 
+from connectors import httpclient
 from connectors.base import Attempt, Connector, FetchInfo, PartFile
 from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
@@ -131,24 +132,34 @@ class HttpsConnector(Connector):
             # A Range without If-Range could splice two versions of a file; without a validator start over.
             part.restart()
         offset = part.offset
-        headers = {"Accept-Encoding": "identity"}  # byte ranges must count the bytes we store
+        # identity: byte ranges must count the bytes we store; close: the end of the body is the end of the
+        # connection, so bytes past an understated Content-Length show (httpclient.surplus_after_body).
+        headers = {"Accept-Encoding": "identity", "Connection": "close"}
         if offset:
             headers.update({"Range": f"bytes={offset}-", "If-Range": validator})
             log.info("resuming %s at byte %d", source, offset)
-        # The socket timeout also ends a hung read before the attempt's wall-clock limit, not after it.
-        timeout = (attempt.connect_timeout, max(0.001, min(attempt.read_timeout, attempt.remaining())))
         try:
-            with requests.Session() as session, \
-                    session.get(url, headers=headers, auth=self.auth, verify=self.verify, timeout=timeout,
-                                stream=True) as resp:
-                if not resp.url.lower().startswith("https://"):
-                    raise FatalError(f"{source} redirected to a non-HTTPS address", **where,
-                                     hint="statements travel only over verified TLS; ask the channel")
-                total = self._accept(resp, name, source, offset, part, where)
-                part.expect(total)
-                for chunk in resp.iter_content(CHUNK):
-                    part.write(chunk)
-                    attempt.check()
+            # Every socket of the attempt is cut at its wall-clock limit: a trickle in the headers or the body
+            # ends there, whatever the per-read timeout.
+            with httpclient.bounded_session(attempt) as session:
+                try:
+                    with httpclient.get(session, url, check_location=lambda target: self._check_redirect(
+                                            target, source, where),
+                                        headers=headers, auth=self.auth, verify=self.verify,
+                                        timeout=httpclient.request_timeout(attempt), stream=True) as resp:
+                        total = self._accept(resp, name, source, offset, part, where)
+                        part.expect(total)
+                        with httpclient.held_socket(resp) as sock:
+                            for chunk in resp.iter_content(CHUNK):
+                                part.write(chunk)
+                                attempt.check()
+                            if session.attempt_expired():
+                                raise attempt.timeout_error(f"receiving {source}").named(**where)
+                            self._check_length(resp, sock, part, total, source, where)
+                except (requests.exceptions.RequestException, *_TRANSIENT) as exc:
+                    if session.attempt_expired():
+                        raise attempt.timeout_error(f"talking to {source}").named(**where) from exc
+                    raise
         except requests.exceptions.SSLError as exc:
             cert = _certificate_failure(exc)
             if cert is not None:
@@ -166,6 +177,31 @@ class HttpsConnector(Connector):
             raise RetriableError(f"transfer of {source} failed: {type(exc).__name__}: "
                                  f"{_scrub(str(exc), url)}", **where) from exc
         return FetchInfo(source=source, expected_size=total)
+
+    @staticmethod
+    def _check_redirect(target: str, source: str, where: dict) -> None:
+        """Refuse a redirect to anything but https before it is requested (not after one plain request)."""
+        if not target.lower().startswith("https://"):
+            raise FatalError(f"{source} redirected to a non-HTTPS address ({_public_url(target)}); it was not "
+                             f"followed", **where, hint="statements travel only over verified TLS; ask the channel")
+
+    @staticmethod
+    def _check_length(resp: requests.Response, sock, part: PartFile, total: int | None, source: str,
+                      where: dict) -> None:
+        """A body that disagrees with its Content-Length fails the attempt (retriable, from byte 0).
+
+        Fewer bytes are caught by the landing's size check (and resumed); more bytes than announced are
+        visible only as data after the body, which an honest server never sends on a closing connection.
+        """
+        if total is None or part.offset != total:
+            return
+        if httpclient.surplus_after_body(sock):
+            part.restart()
+            raise RetriableError(f"{source} sent more bytes than its Content-Length of "
+                                 f"{resp.headers.get('Content-Length')} announced; the file received is not the "
+                                 f"whole statement", **where,
+                                 hint="the server misreports the file's length; it is retried, and if it persists "
+                                      "ask the channel")
 
     def _accept(self, resp: requests.Response, name: str, source: str, offset: int, part: PartFile,
                 where: dict) -> int | None:

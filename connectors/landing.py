@@ -25,6 +25,9 @@ from recon.storage import Storage
 
 log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
+# Written next to a landed statement that normalize found damaged (truncated, totals off): the next landing
+# downloads it again instead of trusting the landed copy.
+REFETCH = "_refetch.json"
 
 
 def raw_dir(channel: str, day: dt.date) -> str:
@@ -37,16 +40,28 @@ def make_connector(channel: ChannelSettings) -> Connector:
     return cls(channel)
 
 
-def landed_manifest(storage: Storage, channel: str, day: dt.date) -> dict | None:
-    """The manifest of D's landed statement if every file it lists is present with its size."""
+def landed_manifest(storage: Storage, channel: str, day: dt.date, *, reuse: bool = False) -> dict | None:
+    """The manifest of D's landed statement if every file it lists is present with its size.
+
+    ``reuse``: asked by a landing deciding whether to download again, which it must when normalize marked
+    the landed copy damaged (``mark_for_refetch``).
+    """
     folder = raw_dir(channel, day)
-    if not storage.is_file(folder, MANIFEST):
+    if not storage.is_file(folder, MANIFEST) or (reuse and storage.is_file(folder, REFETCH)):
         return None
     manifest = storage.read_json(folder, MANIFEST)
     for entry in manifest["files"]:
         if not storage.is_file(folder, entry["name"]) or storage.size(folder, entry["name"]) != entry["size"]:
             return None
     return manifest
+
+
+def mark_for_refetch(storage: Storage, channel: str, day: dt.date, reason: str) -> None:
+    """Record that D's landed statement is damaged, so the next ``recon run``/``recon download`` fetches it
+    again (a plain re-run would otherwise reuse the bad copy). The landed file stays until it is replaced."""
+    folder = raw_dir(channel, day)
+    if storage.is_file(folder, MANIFEST):
+        storage.write_json({"channel": channel, "date": day.isoformat(), "reason": reason}, folder, REFETCH)
 
 
 HASH_CHUNK = 8 << 20  # bytes hashed (and copied) per read
@@ -74,7 +89,7 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
     """Fetch D's statement of ``channel`` into raw/ unless it is already there; returns the manifest."""
     d = day.isoformat()
     if not force:
-        manifest = landed_manifest(storage, channel.name, day)
+        manifest = landed_manifest(storage, channel.name, day, reuse=True)
         if manifest:
             log.info("channel %s date %s: statement already landed (%s), not downloading again",
                      channel.name, d, ", ".join(f["name"] for f in manifest["files"]))
@@ -91,7 +106,8 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
     entries, total_attempts = [], 0
     for name in connector.statement_names(day):
         part = PartFile(os.path.join(work_dir, "parts", channel.name, d, name + ".part"),
-                        progress=Progress(f"{channel.name} {name}"))
+                        progress=Progress(f"{channel.name} {name}"), max_bytes=connector.max_bytes,
+                        where={"channel": channel.name, "date": d, "file": name})
         part.discard()  # a fresh landing never trusts leftovers of another run
 
         def one(attempt, name=name, part=part):
@@ -131,6 +147,7 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
         else:
             with open(part.path, "rb", buffering=0) as src, storage.open_write(hidden) as dst:  # the local part
                 sha256, sha1 = _digests(src, sha1=want_sha1, copy_to=dst)
+            storage.restrict(hidden)  # a copy gets the umask's mode; the statement stays private
         for kind, expected, actual in (("sha256", info.expected_sha256, sha256), ("SHA-1", info.expected_sha1, sha1)):
             if expected and expected.lower() != actual:
                 storage.delete(hidden)
@@ -155,4 +172,5 @@ def land(storage: Storage, channel: ChannelSettings, day: dt.date, *, work_dir: 
     }
     storage.write_json(manifest, folder, f".{MANIFEST}.part")
     storage.move(posixpath.join(folder, f".{MANIFEST}.part"), posixpath.join(folder, MANIFEST))
+    storage.delete(folder, REFETCH)  # a damaged copy marked by normalize has just been replaced
     return manifest

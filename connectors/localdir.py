@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import stat
 
 from connectors.base import Attempt, Connector, FetchInfo, PartFile
 from recon.errors import FatalError, NotPublishedYet
@@ -36,18 +37,42 @@ class LocalDirConnector(Connector):
     def fetch(self, name: str, day: dt.date, part: PartFile, attempt: Attempt) -> FetchInfo:
         folder = self.folder(day)
         source = os.path.join(folder, name)
-        try:
-            fh = open(source, "rb", buffering=0)  # a local inbox folder by definition, never HDFS
-        except FileNotFoundError:
-            raise NotPublishedYet(f"{name} is not in {folder} (looked for {source})", **self.where(day, source),
-                                  hint="put the file there and re-run") from None
-        except OSError as exc:
-            raise FatalError(f"cannot read {source}: {exc.strerror}", **self.where(day, source)) from exc
-        with fh:
+        with self._open(folder, source, day) as fh:
             expected = os.fstat(fh.fileno()).st_size
             part.expect(expected)
             _copy(fh, part, attempt)
         return FetchInfo(source=f"file://{os.path.abspath(source)}", expected_size=expected)
+
+    def _open(self, folder: str, source: str, day: dt.date):
+        """The statement file, opened without following a link: a symlink (or anything resolving outside
+        the configured folder, or not a regular file) is refused, since it would copy into raw/ a file
+        nobody put in the inbox. Fatal (exit 1), not a configuration error: the configuration is fine, the
+        inbox holds something it must not. The message names the path, never the file's content."""
+        where = self.where(day, source)
+        refuse = ("remove it and put the statement itself (a regular file) in the folder; if nobody made "
+                  "the link, treat it as a security incident")
+        if os.path.islink(source):
+            raise FatalError(f"refusing {source}: it is a symbolic link (to {os.readlink(source)!r}); statements "
+                             f"are never read through a link", **where, hint=refuse)
+        real_folder = os.path.realpath(folder)
+        if os.path.commonpath([real_folder, os.path.realpath(source)]) != real_folder:
+            raise FatalError(f"refusing {source}: it resolves outside the configured folder {folder}", **where,
+                             hint=refuse)
+        try:
+            # O_NOFOLLOW closes the race with a link made after the check; O_NONBLOCK keeps a FIFO from hanging.
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise NotPublishedYet(f"{os.path.basename(source)} is not in {folder} (looked for {source})", **where,
+                                  hint="put the file there and re-run") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FatalError(f"refusing {source}: it is a symbolic link", **where, hint=refuse) from None
+            raise FatalError(f"cannot read {source}: {exc.strerror}", **where) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FatalError(f"refusing {source}: not a regular file", **where, hint=refuse)
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=0)  # a local inbox folder by definition, never HDFS
 
 
 def _copy(src, part: PartFile, attempt: Attempt) -> None:
@@ -57,8 +82,7 @@ def _copy(src, part: PartFile, attempt: Attempt) -> None:
     with no part file, and the part file's path is where PartFile reads its size from.
     """
     part.close()
-    fd = os.open(part.path, os.O_WRONLY | os.O_CREAT, 0o666)  # not O_APPEND: copy_file_range refuses it
-    os.lseek(fd, 0, os.SEEK_END)
+    fd = part.open_fd()  # 0600, at its end; not O_APPEND: copy_file_range refuses it
     with open(fd, "wb") as dst:  # the local part file (an existing one is appended to, not truncated)
         start = dst.tell()
         for copy in (os.copy_file_range if hasattr(os, "copy_file_range") else None, _sendfile):
@@ -66,7 +90,7 @@ def _copy(src, part: PartFile, attempt: Attempt) -> None:
                 continue
             try:
                 while n := copy(src.fileno(), dst.fileno(), CHUNK):
-                    _advance(part, n)
+                    _advance(part, n, dst)
                     attempt.check()
                 return
             except OSError as exc:
@@ -74,8 +98,8 @@ def _copy(src, part: PartFile, attempt: Attempt) -> None:
                     raise  # a refusal after bytes were copied is a real error
         buf = bytearray(8 << 20)
         while n := src.readinto(buf):
+            part.account(n, dst.tell() + n)  # checked before the bytes are written
             dst.write(memoryview(buf)[:n])
-            _advance(part, n)
             attempt.check()
 
 
@@ -83,9 +107,9 @@ def _sendfile(src_fd: int, dst_fd: int, count: int) -> int:
     return os.sendfile(dst_fd, src_fd, None, count)
 
 
-def _advance(part: PartFile, n: int) -> None:
-    if part.progress is not None:
-        part.progress.advance(n)
+def _advance(part: PartFile, n: int, dst) -> None:
+    """Count ``n`` bytes the kernel copied (a file that grows while copied still meets max_bytes)."""
+    part.account(n, os.fstat(dst.fileno()).st_size)
 
 
 CONNECTOR = LocalDirConnector

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import tenacity
 
 from connectors.base import Attempt
-from recon.errors import ConfigError, FatalError, RetriableError, UnavailableError
+from recon.errors import ConfigError, FatalError, ReconError, RetriableError, UnavailableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,7 +134,7 @@ def fetch_with_retries(fn: Callable[[Attempt], T], policy: RetryPolicy, *, chann
                           wall_clock=policy.attempt_timeout, clock=clock)
         try:
             return fn(attempt)
-        except (RetriableError, FatalError, ConfigError):
+        except ReconError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified, then re-raised
             classified = _classify(exc)
@@ -164,7 +164,7 @@ def fetch_with_retries(fn: Callable[[Attempt], T], policy: RetryPolicy, *, chann
         raise UnavailableError(
             f"statement still unavailable after {count} attempt(s) ({policy.limits()}); last seen: {exc.message}",
             channel=channel, date=date, file=file, hint=unavailable_hint or UNAVAILABLE_HINT) from exc
-    except FatalError as exc:
+    except (FatalError, ReconError) as exc:  # fatal, integrity (e.g. max_bytes), configuration: named, not retried
         exc.channel, exc.date, exc.file = exc.channel or channel, exc.date or date, exc.file or file
         exc.args = (exc.describe(),)
         raise

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from connectors import httpclient
 from connectors.base import Attempt, Connector, PartFile
 from recon.errors import ConfigError, FatalError, RetriableError
 
@@ -203,14 +204,25 @@ class SignedApiConnector(Connector):
     # -- HTTP helpers ----------------------------------------------------------------------------------------
     @staticmethod
     def timeout(attempt: Attempt) -> tuple[float, float]:
-        return (attempt.connect_timeout, attempt.read_timeout)
+        return httpclient.request_timeout(attempt)
+
+    def check_expired(self, session, attempt: Attempt, what: str, day: dt.date, name: str) -> None:
+        """Raise the attempt's timeout if its wall clock cut the connection (a body may then look complete)."""
+        if session is not None and session.attempt_expired():
+            raise attempt.timeout_error(f"during {what}").named(**self.where(day, name))
 
     @contextlib.contextmanager
-    def http_errors(self, day: dt.date, name: str, what: str):
-        """Turn ``requests`` failures during ``what`` into RetriableError / FatalError."""
+    def http_errors(self, day: dt.date, name: str, what: str, *, session=None, attempt: Attempt | None = None):
+        """Turn ``requests`` failures during ``what`` into RetriableError / FatalError (a connection the
+        attempt's wall clock cut, in a ``httpclient.bounded_session``, into the attempt's timeout)."""
         where = self.where(day, name)
         try:
-            yield
+            try:
+                yield
+            except (requests.exceptions.RequestException, OSError) as exc:
+                if attempt is not None:
+                    self.check_expired(session, attempt, what, day, name)
+                raise
         except requests.exceptions.SSLError as exc:
             if _is_certificate_error(exc):
                 raise FatalError(f"{what}: the server's TLS certificate is not trusted", **where,

@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 
 import requests
 
+from connectors import httpclient
 from connectors.base import Attempt, FetchInfo, PartFile, safe_name
 from connectors.signing import CHUNK, SignedApiConnector, nonce, wechat_v2_sign
 from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
@@ -89,7 +90,7 @@ class WeChatPayV2Connector(SignedApiConnector):
     def fetch(self, name: str, day: dt.date, part: PartFile, attempt: Attempt) -> FetchInfo:
         url = f"{self.base_url}/pay/downloadbill"
         what = "WeChat Pay downloadbill"
-        with requests.Session() as session, self.http_errors(day, name, what):
+        with httpclient.bounded_session(attempt) as session, self.http_errors(day, name, what, session=session, attempt=attempt):
             with session.post(url, data=self.request_body(day), timeout=self.timeout(attempt), stream=True,
                               verify=self.verify, allow_redirects=False,
                               headers={"Content-Type": "text/xml; charset=utf-8", "User-Agent": "recon-pipeline",
@@ -114,6 +115,7 @@ class WeChatPayV2Connector(SignedApiConnector):
                 for chunk in chunks:
                     part.write(chunk)
                     attempt.check()
+                self.check_expired(session, attempt, what, day, name)
                 return FetchInfo(source=url, expected_size=self.expected_size(resp))
 
     def failure(self, fields: dict[str, str], day: dt.date, name: str) -> Exception:

@@ -30,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from connectors import httpclient
 from connectors.base import Attempt, FetchInfo, PartFile, safe_name
 from connectors.signing import CHUNK, SignedApiConnector, nonce, rsa_sign, rsa_verify
 from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
@@ -92,9 +93,9 @@ class WeChatPayV3Connector(SignedApiConnector):
         where = self.where(day, name)
         apply_url = (f"{self.base_url}/v3/bill/tradebill?"
                      + urlencode({"bill_date": day.isoformat(), "bill_type": self.bill_type}))
-        with requests.Session() as session:
+        with httpclient.bounded_session(attempt) as session:
             what = "WeChat Pay V3 tradebill"
-            with self.http_errors(day, name, what), self._get(session, apply_url, attempt,
+            with self.http_errors(day, name, what, session=session, attempt=attempt), self._get(session, apply_url, attempt,
                                                               accept="application/json") as resp:
                 body = self.read_small(resp, attempt)
                 if resp.status_code != 200:
@@ -111,7 +112,7 @@ class WeChatPayV3Connector(SignedApiConnector):
             self.check_download_url(download_url, day, name)
 
             what = "WeChat Pay V3 bill download"
-            with self.http_errors(day, name, what), self._get(session, download_url, attempt,
+            with self.http_errors(day, name, what, session=session, attempt=attempt), self._get(session, download_url, attempt,
                                                               accept="*/*") as resp:
                 if resp.status_code != 200:
                     raise self.failure(resp.status_code, self.read_small(resp, attempt), what, day, name)
@@ -120,6 +121,7 @@ class WeChatPayV3Connector(SignedApiConnector):
                 for chunk in resp.iter_content(CHUNK):
                     part.write(chunk)
                     attempt.check()
+                self.check_expired(session, attempt, what, day, name)
         return FetchInfo(source=apply_url, expected_size=size, expected_sha1=str(hash_value).lower())
 
     def check_download_url(self, url: str, day: dt.date, name: str) -> None:

@@ -23,6 +23,14 @@ class ReconError(Exception):
         self.hint = hint
         super().__init__(self.describe())
 
+    def named(self, *, channel: str | None = None, date: str | None = None, file: str | None = None,
+              line: int | None = None) -> "ReconError":
+        """This error with where it happened filled in (what it already names is kept)."""
+        self.channel, self.date = self.channel or channel, self.date or date
+        self.file, self.line = self.file or file, self.line or line
+        self.args = (self.describe(),)
+        return self
+
     def describe(self) -> str:
         """One line naming channel, date, file and line, then what to do next."""
         where = []

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from connectors.landing import land
+from connectors.landing import land, mark_for_refetch
 from normalizers.publish import normalize_channel
 from recon.config import Settings
-from recon.errors import ReconError, combined_exit_code
+from recon.errors import IntegrityError, ReconError, combined_exit_code
 from recon.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
                 t0 = time.time()
                 normalize_channel(storage, settings.channels[name], day)
                 timings[f"normalize.{name}_seconds"] = round(time.time() - t0, 3)
+            except IntegrityError as exc:
+                result.failures[name] = _as_recon_error(_refetch_damaged(storage, exc, name, day), name, day)
+                continue
             except Exception as exc:  # noqa: BLE001
                 result.failures[name] = _as_recon_error(exc, name, day)
                 continue
@@ -101,6 +104,18 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
             log.error("%s", exc.describe())
             result.error = exc
     return result
+
+
+def _refetch_damaged(storage: Storage, exc: IntegrityError, channel: str, day: dt.date) -> IntegrityError:
+    """A landed statement normalize found damaged (truncated, totals off) is marked so the next run downloads
+    it again instead of reusing it, and the message says so: "download the statement again" must not be
+    advice a plain re-run silently ignores."""
+    mark_for_refetch(storage, channel, day, exc.message)
+    exc.hint = ((exc.hint + "; ") if exc.hint else "") + (
+        f"the landed copy is marked damaged: the next `recon run` or `recon download` downloads it again "
+        f"(now: recon download --date {day.isoformat()} --channel {channel} --force-download)")
+    exc.args = (exc.describe(),)
+    return exc
 
 
 def _as_recon_error(exc: Exception, channel: str, day: dt.date) -> ReconError:

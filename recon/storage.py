@@ -138,6 +138,12 @@ class Storage:
         self.write_bytes((json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"),
                          *parts)
 
+    def restrict(self, *parts: str, mode: int = 0o600) -> None:
+        """Make a file under a local root readable by this user only (statements carry payer data); other
+        filesystems keep their own permission model (HDFS: the folder's ACLs)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            os.chmod(self.path(*parts), mode)
+
     def move(self, src: str, dst: str) -> None:
         self.fs.move(self.path(src), self.path(dst))
 

@@ -122,3 +122,42 @@ def test_a_second_run_on_the_same_root_exits_at_once_saying_already_running(demo
     err = capsys.readouterr().err
     assert "already running" in err and "recon run (test holder)" in err
     assert run_cli("download", "--conf", conf, "--date", "2026-11-20") == 0  # released
+
+
+def test_a_landed_statement_normalize_finds_truncated_is_downloaded_again_by_the_next_run(demo_dir, capsys):
+    conf = str(demo_dir / "conf/pipeline.toml")
+    bill = demo_dir / "inbox" / "wechatpay" / "wechatpay_all_20261120.csv"
+    whole = bill.read_bytes()
+    bill.write_bytes(whole[:len(whole) // 2])  # the channel served half a file, and said so in no header
+    args = ("--conf", conf, "--date", "2026-11-20", "--channel", "wechatpay")
+    assert run_cli("download", *args) == 0
+    capsys.readouterr()
+    assert run_cli("normalize", *args) == 4
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "recon download --date 2026-11-20 --channel wechatpay --force-download" in shown
+    assert "next `recon run` or `recon download` downloads it again" in shown
+    assert "Traceback" not in captured.err
+    raw = demo_dir / "root" / "raw" / "wechatpay" / "2026-11-20"
+    assert (raw / "_refetch.json").exists()
+    bill.write_bytes(whole)  # the channel's file is whole again
+    assert run_cli("download", *args) == 0  # no --force-download: the damaged copy is not reused
+    assert (raw / "wechatpay_all_20261120.csv").read_bytes() == whole and not (raw / "_refetch.json").exists()
+    assert run_cli("normalize", *args) == 0
+
+
+def test_a_symlinked_statement_is_refused_without_quoting_the_linked_file(demo_dir, tmp_path, capsys):
+    import os
+
+    conf = str(demo_dir / "conf/pipeline.toml")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-FIRST-LINE\nsecond\n")
+    os.chmod(secret, 0o600)
+    bill = demo_dir / "inbox" / "wechatpay" / "wechatpay_all_20261120.csv"
+    bill.unlink()
+    bill.symlink_to(secret)
+    assert run_cli("run", "--conf", conf, "--date", "2026-11-20", "--channel", "wechatpay") == 1
+    captured = capsys.readouterr()
+    assert "symbolic link" in captured.out + captured.err
+    assert "TOP-SECRET" not in captured.out + captured.err and "Traceback" not in captured.err
+    assert not (demo_dir / "root" / "raw" / "wechatpay" / "2026-11-20" / bill.name).exists()

@@ -166,6 +166,67 @@ def test_a_plain_http_download_link_is_refused_unless_allowed(server, keys, ca_f
     assert_nothing_landed(raw)
 
 
+@pytest.mark.parametrize("allow_http", [False, True])
+def test_a_redirect_of_the_download_to_plain_http_is_refused_before_any_request_goes_there(
+        server, keys, ca_file, landing, allow_http):
+    from tests.connectors.test_https import PlainHttpListener
+
+    do_land, raw = landing
+    with PlainHttpListener() as plain:
+        server.redirect_location = f"http://127.0.0.1:{plain.port}/downloadBillFile.resource?token=x"
+        server.fault("redirect", times=1)
+        if allow_http:  # allowed knowingly: the redirect is followed (and the listener's "no" is not a zip)
+            with pytest.raises(Exception):
+                do_land(channel(server, keys, ca_file, allow_http_download=True, max_attempts=1))
+            assert plain.requests == 1
+        else:
+            with pytest.raises(FatalError, match="redirected to a plain-http URL") as info:
+                do_land(channel(server, keys, ca_file))
+            assert plain.requests == 0 and plain.connections == 0 and info.value.file == NAME
+    assert_nothing_landed(raw)
+
+
+def test_a_trickling_download_ends_at_attempt_timeout(ca, keys, ca_file, landing):
+    import socketserver
+    import threading
+    import time
+
+    from recon.errors import UnavailableError
+
+    stop = threading.Event()
+
+    class Trickle(socketserver.BaseRequestHandler):  # a plain listener the (allowed) http link points at
+        def handle(self):
+            self.request.recv(65536)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.3):
+                try:
+                    self.request.sendall(b"P")
+                except OSError:
+                    return
+
+    slow = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    slow.daemon_threads = True
+    threading.Thread(target=slow.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    do_land, raw = landing
+    stand_in = _serve(ca, keys)
+    stand_in.publish(DAY.isoformat(), BILL)
+    stand_in.redirect_location = f"http://127.0.0.1:{slow.server_address[1]}/bill.zip"
+    stand_in.fault("redirect")
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnavailableError, match="wall-clock limit of 2 s"):
+            do_land(channel(stand_in, keys, ca_file, allow_http_download=True, attempt_timeout=2, read_timeout=5,
+                            max_attempts=1))
+        assert time.monotonic() - started < 15
+    finally:
+        stop.set()
+        stand_in.stop()
+        slow.shutdown()
+        slow.server_close()
+    assert_nothing_landed(raw)
+
+
 def test_a_server_certificate_from_an_untrusted_ca_fails_at_once(rogue_ca, keys, ca_file, landing):
     do_land, raw = landing
     rogue = _serve(rogue_ca, keys)

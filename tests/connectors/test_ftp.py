@@ -79,6 +79,67 @@ class FtpExtras:
         assert info.value.file == NAME
         self.assert_nothing_landed(raw)
 
+    def test_a_file_replaced_at_the_same_size_after_a_cut_is_fetched_whole_not_spliced(self, server, landing):
+        import hashlib
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT, mtime=1_700_000_000)
+        server.fault("half", times=1)
+        new = STATEMENT.replace(b"row", b"ROW")  # the channel re-issued the bill: same size, other bytes
+        assert len(new) == len(STATEMENT)
+
+        def reissue(_seconds):
+            server.publish(NAME, new, mtime=1_700_000_600)
+
+        manifest = do_land(self.channel(server), sleep=reissue)
+        assert hashlib.sha256((raw / NAME).read_bytes()).hexdigest() == hashlib.sha256(new).hexdigest()
+        assert manifest["attempts"] == 2 and manifest["files"][0]["sha256"] == hashlib.sha256(new).hexdigest()
+        assert commands(server, "REST") == []  # not resumed: the MDTM changed
+
+    def test_without_mdtm_a_cut_transfer_starts_over(self, server, landing):
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.fault("half", times=1)
+        server.refuse_mdtm = True
+        manifest = do_land(self.channel(server))
+        assert (raw / NAME).read_bytes() == STATEMENT and manifest["attempts"] == 2
+        assert commands(server, "REST") == [] and len(commands(server, "RETR")) == 2
+
+    def test_a_login_refusal_slower_than_read_timeout_is_fatal_after_one_attempt(self, server, landing):
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.auth_failed_delay = 3  # longer than FAST's read_timeout of 1 s
+        with pytest.raises(FatalError) as info:
+            do_land(self.channel(server, **self.wrong_credentials(server)))
+        assert info.value.exit_code == 1 and "login refused" in info.value.message
+        assert info.value.channel == "wechatpay" and info.value.file == NAME and "password" in info.value.hint
+        assert server.logins == 1
+        self.assert_nothing_landed(raw)
+
+    def test_a_login_that_never_gets_an_answer_ends_with_the_attempt(self, server, landing):
+        import time
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.auth_failed_delay = 25
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="wall-clock limit of 2 s") as info:
+            do_land(self.channel(server, attempt_timeout=2, max_attempts=1, **self.wrong_credentials(server)))
+        assert time.monotonic() - started < 10
+        assert "login" in info.value.message and info.value.file == NAME
+        self.assert_nothing_landed(raw)
+
+    def test_a_file_larger_than_max_bytes_is_refused_by_its_size_before_the_transfer(self, server, landing):
+        from recon.errors import IntegrityError
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        with pytest.raises(IntegrityError, match="announces") as info:
+            do_land(self.channel(server, max_bytes=len(STATEMENT) - 1))
+        assert info.value.exit_code == 4 and info.value.file == NAME
+        assert commands(server, "RETR") == []  # one attempt, not retried, nothing transferred
+        self.assert_nothing_landed(raw)
+
     def test_the_password_is_never_logged_nor_shown(self, server, landing, caplog):
         do_land, _ = landing
         caplog.set_level(logging.DEBUG)

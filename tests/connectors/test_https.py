@@ -122,3 +122,137 @@ class TestHttps(ConnectorContract):
         assert "attempt 1 failed" in caplog.text and "Max retries exceeded" in info.value.message
         assert "SIG9d81e" not in caplog.text + str(info.value) and server.token not in caplog.text
         self.assert_nothing_landed(raw)
+
+    # -- resume only the same version --------------------------------------------------------------------------
+    def test_a_file_replaced_at_the_same_size_after_a_cut_lands_whole_and_new(self, server, landing):
+        import hashlib
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT, mtime=1_700_000_000)
+        server.fault("half", times=1)
+        new = STATEMENT.replace(b"row", b"ROW")
+        assert len(new) == len(STATEMENT)
+        manifest = do_land(self.channel(server), sleep=lambda _: server.publish(NAME, new, mtime=1_700_000_600))
+        assert hashlib.sha256((raw / NAME).read_bytes()).hexdigest() == hashlib.sha256(new).hexdigest()
+        assert manifest["attempts"] == 2
+        first_etag = '"%s"' % hashlib.sha256(STATEMENT).hexdigest()[:32]
+        assert server.if_ranges == [None, first_etag]  # the resume asked "only if it is still that version"
+        assert server.responses[1] == (200, len(new))  # and got the whole new file, which restarted the part
+
+    def test_without_a_validator_a_cut_transfer_starts_over_without_range(self, server, landing):
+        do_land, raw = landing
+        server.validators = False
+        server.publish(NAME, STATEMENT)
+        server.fault("half", times=1)
+        manifest = do_land(self.channel(server))
+        assert (raw / NAME).read_bytes() == STATEMENT and manifest["attempts"] == 2
+        assert server.ranges == [None, None]
+
+    # -- redirects -------------------------------------------------------------------------------------------
+    def test_a_redirect_to_plain_http_is_refused_before_any_request_goes_there(self, server, landing):
+        do_land, raw = landing
+        with PlainHttpListener() as plain:
+            server.publish(NAME, STATEMENT)
+            server.redirect_location = f"http://127.0.0.1:{plain.port}/bills/{NAME}"
+            server.fault("redirect")
+            with pytest.raises(FatalError, match="non-HTTPS") as info:
+                do_land(self.channel(server))
+            assert plain.requests == 0 and plain.connections == 0
+        assert info.value.exit_code == 1 and info.value.file == NAME and info.value.hint
+        assert len(server.ranges) == 1  # not retried
+        self.assert_nothing_landed(raw)
+
+    def test_a_redirect_to_https_on_the_same_host_is_followed(self, server, landing):
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.publish("moved.csv", STATEMENT)
+        server.redirect_location = "/bills/moved.csv"
+        server.fault("redirect", times=1)
+        do_land(self.channel(server))
+        assert (raw / NAME).read_bytes() == STATEMENT and len(server.ranges) == 2
+
+    # -- the attempt's wall clock ------------------------------------------------------------------------------
+    @pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
+    def test_a_trickling_server_is_abandoned_at_attempt_timeout(self, server, landing, kind):
+        import time
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.trickle_interval = 0.5  # each byte well inside read_timeout
+        server.fault(kind)
+        started = time.monotonic()
+        with pytest.raises(UnavailableError) as info:
+            do_land(self.channel(server, attempt_timeout=2, read_timeout=5, max_attempts=1))
+        assert time.monotonic() - started < 15
+        assert "wall-clock limit of 2 s" in info.value.message and info.value.file == NAME
+        self.assert_nothing_landed(raw)
+
+    # -- sizes -------------------------------------------------------------------------------------------------
+    def test_an_understated_content_length_fails_the_attempt(self, server, landing):
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.fault("shortlength", times=1)
+        manifest = do_land(self.channel(server))
+        assert (raw / NAME).read_bytes() == STATEMENT and manifest["attempts"] == 2
+
+    def test_an_always_understated_content_length_lands_nothing(self, server, landing):
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.fault("shortlength")
+        with pytest.raises(UnavailableError, match="more bytes than its Content-Length"):
+            do_land(self.channel(server))
+        self.assert_nothing_landed(raw)
+
+    def test_a_content_length_over_max_bytes_is_refused_before_the_body(self, server, landing):
+        from recon.errors import IntegrityError
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        with pytest.raises(IntegrityError, match="announces") as info:
+            do_land(self.channel(server, max_bytes=1000))
+        assert info.value.exit_code == 4 and info.value.file == NAME and len(server.ranges) == 1
+        self.assert_nothing_landed(raw)
+
+    def test_a_body_without_length_is_stopped_at_max_bytes(self, server, landing, tmp_path):
+        from recon.errors import IntegrityError
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.fault("nolength")
+        with pytest.raises(IntegrityError, match="larger than max_bytes = 100000") as info:
+            do_land(self.channel(server, max_bytes=100_000))
+        assert info.value.exit_code == 4 and len(server.ranges) == 1
+        self.assert_nothing_landed(raw)
+        assert not any(p.is_file() for p in (tmp_path / "work").rglob("*"))
+
+
+class PlainHttpListener:
+    """A plain-http server that counts what reaches it (a redirect target that must never be used)."""
+
+    def __init__(self):
+        import socketserver
+
+        owner = self
+        self.requests = 0
+        self.connections = 0
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                owner.connections += 1
+                if self.request.recv(65536):
+                    owner.requests += 1
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno")
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+
+    def __enter__(self):
+        import threading
+
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()

@@ -264,3 +264,139 @@ def test_a_bad_waiting_option_is_exit_2_naming_the_channel_file(setup):
     with pytest.raises(ConfigError, match="deadline must be HH:MM") as info:
         land_(_channel(inbox, deadline="noon"), DAY)
     assert info.value.exit_code == 2 and info.value.channel == "wechatpay" and info.value.file == "<test>"
+
+
+# -- links, modes, limits ------------------------------------------------------------------------------------------
+
+SECRET_LINE = b"root-only secret line 7f3a9c\n"
+
+
+@pytest.mark.parametrize("link_kind", ["file", "folder"])
+def test_a_link_to_a_private_file_outside_the_inbox_is_refused_and_its_content_shown_nowhere(
+        setup, tmp_path, caplog, link_kind):
+    import os
+
+    inbox, land_, root = setup
+    secret = tmp_path / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(SECRET_LINE + b"more\n")
+    os.chmod(secret, 0o600)
+    if link_kind == "file":
+        (inbox / "bill_20261120.csv").symlink_to(secret)
+    else:  # the file itself is regular, but the folder link takes it out of the configured folder
+        (inbox / "bill_20261120.csv").symlink_to(secret.parent / "secret.txt")
+    caplog.set_level("DEBUG")
+    with pytest.raises(FatalError) as info:
+        land_(_channel(inbox), DAY)
+    err = info.value
+    assert err.exit_code == 1 and err.channel == "wechatpay" and err.date == "2026-11-20"
+    assert "symbolic link" in err.message and "bill_20261120.csv" in str(err) and err.hint
+    shown = str(err) + caplog.text
+    assert SECRET_LINE.strip().decode() not in shown
+    assert not (root / "raw" / "wechatpay").exists() or not any((root / "raw" / "wechatpay").rglob("*.csv"))
+    assert not any(p.is_file() for p in (tmp_path / "work").rglob("*"))
+
+
+def test_landed_and_part_files_are_private_whatever_the_umask(setup, tmp_path, monkeypatch):
+    import os
+    import stat as st
+
+    from connectors import base
+
+    inbox, land_, root = setup
+    (inbox / "bill_20261120.csv").write_bytes(b"header\r\nrow\r\n")
+    os.chmod(inbox / "bill_20261120.csv", 0o644)
+    modes = []
+    open_fd = base.PartFile.open_fd
+
+    def spy(self):
+        fd = open_fd(self)
+        modes.append(st.S_IMODE(os.fstat(fd).st_mode))
+        return fd
+
+    monkeypatch.setattr(base.PartFile, "open_fd", spy)
+    old = os.umask(0o002)
+    try:
+        land_(_channel(inbox), DAY)
+    finally:
+        os.umask(old)
+    landed = root / "raw" / "wechatpay" / "2026-11-20" / "bill_20261120.csv"
+    assert st.S_IMODE(landed.stat().st_mode) == 0o600
+    assert modes and set(modes) == {0o600}
+
+
+def test_a_landed_copy_on_a_root_a_rename_cannot_reach_is_private_too(setup, monkeypatch):
+    import os
+    import stat as st
+
+    inbox, land_, root = setup
+    (inbox / "bill_20261120.csv").write_bytes(b"header\r\nrow\r\n")
+    monkeypatch.setattr(Storage, "adopt_local_file", lambda self, local, *parts: False)
+    old = os.umask(0o022)
+    try:
+        land_(_channel(inbox), DAY)
+    finally:
+        os.umask(old)
+    assert st.S_IMODE((root / "raw/wechatpay/2026-11-20/bill_20261120.csv").stat().st_mode) == 0o600
+
+
+def test_a_file_larger_than_max_bytes_is_an_integrity_failure_before_copying(setup, tmp_path):
+    from recon.errors import IntegrityError
+
+    inbox, land_, root = setup
+    (inbox / "bill_20261120.csv").write_bytes(b"x" * 5000)
+    with pytest.raises(IntegrityError, match="max_bytes = 4096") as info:
+        land_(_channel(inbox, max_bytes=4096), DAY)
+    assert info.value.exit_code == 4 and info.value.file == "bill_20261120.csv" and "max_bytes" in info.value.hint
+    assert not (root / "raw" / "wechatpay").exists() or not any((root / "raw" / "wechatpay").rglob("*.csv"))
+    assert not any(p.is_file() for p in (tmp_path / "work").rglob("*"))
+
+
+def test_a_file_that_grows_past_max_bytes_while_copied_is_stopped(setup, tmp_path, monkeypatch):
+    import os
+
+    from connectors import localdir
+    from recon.errors import IntegrityError
+
+    inbox, land_, root = setup
+    path = inbox / "bill_20261120.csv"
+    path.write_bytes(b"x" * 1000)
+    monkeypatch.setattr(localdir, "CHUNK", 1000)
+    real_fstat = os.fstat
+    grown = []
+
+    def grow_after_stat(fd):  # the channel keeps writing after we looked at the size
+        result = real_fstat(fd)
+        if os.path.realpath(f"/proc/self/fd/{fd}") == str(path):
+            grown.append(1)
+            if len(grown) == 2:  # after the size was read for expect()
+                with open(path, "ab") as fh:
+                    fh.write(b"y" * 9000)
+        return result
+
+    monkeypatch.setattr(localdir.os, "fstat", grow_after_stat)
+    with pytest.raises(IntegrityError, match="larger than max_bytes = 4096"):
+        land_(_channel(inbox, max_bytes=4096), DAY)
+    assert not any(p.is_file() for p in (tmp_path / "work").rglob("*"))
+
+
+@pytest.mark.parametrize("value", [0, -1, "20GB", True, 1.5])
+def test_a_bad_max_bytes_is_a_configuration_error(setup, value):
+    inbox, land_, _ = setup
+    with pytest.raises(ConfigError, match="max_bytes") as info:
+        land_(_channel(inbox, max_bytes=value), DAY)
+    assert info.value.exit_code == 2 and info.value.file == "<test>"
+
+
+def test_too_little_free_space_for_the_declared_size_stops_before_the_first_byte(setup, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    inbox, land_, root = setup
+    (inbox / "bill_20261120.csv").write_bytes(b"x" * 5000)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(FatalError, match="not enough free space") as info:
+        land_(_channel(inbox), DAY)
+    assert info.value.exit_code == 1 and info.value.file == "bill_20261120.csv" and "work" in info.value.hint
+    assert not any(p.is_file() for p in (tmp_path / "work").rglob("*"))

@@ -75,6 +75,33 @@ class TestSftp(ConnectorContract):
     def wrong_credentials(self, server) -> dict:
         return {"password_env": WRONG_PASSWORD_ENV}
 
+    def test_a_file_larger_than_max_bytes_is_refused_by_its_size_before_the_transfer(self, server, landing):
+        from recon.errors import IntegrityError
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        with pytest.raises(IntegrityError, match="announces") as info:
+            do_land(self.channel(server, max_bytes=len(STATEMENT) - 1))
+        assert info.value.exit_code == 4 and info.value.file == NAME and server.logins == 1
+        self.assert_nothing_landed(raw)
+
+    def test_a_file_replaced_at_the_same_size_after_a_cut_is_fetched_whole_not_spliced(self, server, landing):
+        import hashlib
+        import os
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        os.utime(os.path.join(server.root, NAME), (1_700_000_000, 1_700_000_000))
+        server.fault("half", times=1)
+        new = STATEMENT.replace(b"row", b"ROW")
+
+        def reissue(_seconds):
+            server.publish(NAME, new)
+            os.utime(os.path.join(server.root, NAME), (1_700_000_600, 1_700_000_600))
+
+        do_land(self.channel(server), sleep=reissue)
+        assert hashlib.sha256((raw / NAME).read_bytes()).hexdigest() == hashlib.sha256(new).hexdigest()
+
     # -- host-key pinning --------------------------------------------------------------------------------------
     def test_a_host_key_other_than_the_pinned_one_is_a_security_alert_not_retried(self, server, landing, rsa_keys,
                                                                                    tmp_path):

@@ -44,6 +44,7 @@ class AlipayStandIn(HttpsStandIn):
         self.bills: dict[tuple[str, str], bytes] = {}   # (yyyy-mm-dd, bill_type) -> zip bytes
         self.tokens: dict[str, bytes] = {}
         self.signature_failures = 0
+        self.redirect_location = ""
 
     def publish(self, day: str, data: bytes, bill_type: str = "trade") -> None:
         self.bills[(day, bill_type)] = data
@@ -124,6 +125,8 @@ class AlipayStandIn(HttpsStandIn):
         data = self.tokens.pop(token, None)  # single use, like the real link
         if data is None:
             return self.reply(handler, 404, "链接已失效".encode(), "text/plain;charset=utf-8")
+        if self.take_fault("redirect"):  # the link moved: 302 to redirect_location (e.g. a plain-http listener)
+            return self.reply(handler, 302, b"", "text/plain", headers={"Location": self.redirect_location})
         if self.take_fault("bad_zip"):
             data = bytearray(data)
             data[len(data) // 2] ^= 0xFF   # one flipped byte inside an entry: its CRC no longer matches

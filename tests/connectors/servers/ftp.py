@@ -17,7 +17,10 @@ whichever command they ask with first. Kinds:
 Besides ``logins`` (PASS commands received), the server records what a test
 may want to assert: ``commands`` (command, argument) with passwords masked,
 and ``data_tls`` (for each data connection: was it TLS-protected).
-``refuse_rest = True`` makes it answer REST with ``502``.
+``refuse_rest = True`` makes it answer REST with ``502``, ``refuse_mdtm = True``
+MDTM with ``502``; ``auth_failed_delay`` (seconds, default 0) delays the
+``530`` of a refused login, as real servers do against password guessing.
+``publish(name, data, mtime=…)`` sets the file's modification time (MDTM).
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class FaultyFtpServer:
         self.commands: list[tuple[str, str]] = []
         self.data_tls: list[bool] = []
         self.refuse_rest = False
+        self.refuse_mdtm = False
+        self.auth_failed_delay = 0.0
         self._faults: dict[str, int | None] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -101,11 +106,13 @@ class FaultyFtpServer:
         self.host, self.port = self._ftpd.socket.getsockname()[:2]
 
     # -- the FaultyServer protocol -----------------------------------------------------------------------------
-    def publish(self, name: str, data: bytes) -> None:
-        """Make ``name`` (in the FTP root; may be in a folder) hold ``data``."""
+    def publish(self, name: str, data: bytes, mtime: float | None = None) -> None:
+        """Make ``name`` (in the FTP root; may be in a folder) hold ``data`` (modified at ``mtime``)."""
         os.makedirs(os.path.dirname(os.path.join(self.root, name)), exist_ok=True)
         with open(os.path.join(self.root, name), "wb") as fh:
             fh.write(data)
+        if mtime is not None:
+            os.utime(os.path.join(self.root, name), (mtime, mtime))
 
     def fault(self, kind: str, times: int | None = None) -> None:
         """Misbehave with ``kind`` for the next ``times`` sessions (None: always)."""
@@ -181,7 +188,9 @@ def _handler_class(server: FaultyFtpServer, base: type[FTPHandler]) -> type[FTPH
     class FaultyHandler(base):
         dtp_handler = FaultyDTPHandler
         timeout = 30  # idle control connections of a test end well before pytest's timeout
-        auth_failed_timeout = 0  # pyftpdlib delays a failed login by 3 s; tests need not wait
+        @property
+        def auth_failed_timeout(self):  # pyftpdlib delays a failed login by 3 s; tests choose
+            return server.auth_failed_delay
         banner = "faulty test FTP server ready"
         _session_faults: set[str] | None = None
         _cut: str | None = None
@@ -193,6 +202,12 @@ def _handler_class(server: FaultyFtpServer, base: type[FTPHandler]) -> type[FTPH
         def ftp_PASS(self, line):
             server.logins += 1
             super().ftp_PASS(line)
+
+        def ftp_MDTM(self, path):
+            if server.refuse_mdtm:
+                self.respond("502 MDTM not implemented.")
+                return None
+            return super().ftp_MDTM(path)
 
         def ftp_REST(self, line):
             if server.refuse_rest:

@@ -13,7 +13,16 @@ applies to each file request):
 - ``"reset"``: send half the body, then reset the connection (SO_LINGER 0);
 - ``"missing"``: 404 with a JSON error body;
 - ``"norange"``: ignore Range and send the whole file with 200;
-- ``"503"``, ``"403"``… (three digits): that status with a JSON error body.
+- ``"503"``, ``"403"``… (three digits): that status with a JSON error body;
+- ``"trickle"``: headers at once, then the body one byte every ``trickle_interval`` s;
+- ``"trickle_headers"``: the status line, then the headers one byte every ``trickle_interval`` s;
+- ``"shortlength"``: announce half the real Content-Length, send the whole file, close;
+- ``"nolength"``: no Content-Length: the body ends when the connection closes;
+- ``"redirect"``: 302 to ``redirect_location`` (e.g. a plain-http listener).
+
+``validators = False`` leaves out ETag and Last-Modified; ``publish(…, mtime=…)``
+sets Last-Modified (If-Range may carry either validator). ``if_ranges``
+records the If-Range header of every file request.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -82,7 +92,27 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         with owner.lock:
             owner.ranges.append(rng)
+            owner.if_ranges.append(self.headers.get("If-Range"))
         kind = owner._take_fault()
+        if kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", owner.redirect_location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if kind == "trickle_headers":
+            self.close_connection = True
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.flush()
+                for byte in b"X-Slow: " + b"a" * 10000 + b"\r\n":
+                    if owner.release.wait(owner.trickle_interval):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            except OSError:
+                pass
+            return
         if kind == "hang":
             owner.release.wait(60)  # bounded, so even a forgotten server ends
             self.close_connection = True
@@ -93,24 +123,44 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(int(kind), "FAULT", message=f"injected {kind}")
         data = owner.files[name]
         etag = '"%s"' % hashlib.sha256(data).hexdigest()[:32]
+        last_modified = formatdate(owner.mtimes.get(name, 0), usegmt=True)
         start = _range_start(rng) if kind != "norange" else None
-        if start is not None and self.headers.get("If-Range") not in (None, etag):
+        current = (etag, last_modified) if owner.validators else ()
+        if start is not None and self.headers.get("If-Range") is not None \
+                and self.headers.get("If-Range") not in current:
             start = None  # the client holds another version: send it all
         if start is not None and start >= len(data):
             return self._error(416, "RANGE", extra={"Content-Range": f"bytes */{len(data)}"})
         status, body = (206, data[start:]) if start is not None else (200, data)
         self.send_response(status)
         self.send_header("Content-Type", "text/csv")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", etag)
-        self.send_header("Last-Modified", formatdate(0, usegmt=True))
+        if kind == "shortlength":
+            self.send_header("Content-Length", str(len(body) // 2))
+        elif kind != "nolength":
+            self.send_header("Content-Length", str(len(body)))
+        if kind in ("shortlength", "nolength", "trickle"):
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        if owner.validators:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", last_modified)
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         if kind in ("half", "reset"):
             body = body[:len(body) // 2]
-        self.wfile.write(body)
+        if kind == "trickle":
+            try:
+                for i in range(len(body)):
+                    if owner.release.wait(owner.trickle_interval):
+                        return
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+            except OSError:
+                return
+        else:
+            self.wfile.write(body)
         with owner.lock:
             owner.responses.append((status, len(body)))
         if kind == "half":
@@ -159,6 +209,11 @@ class HttpsServer:
         self.connections = 0
         self.ranges: list[str | None] = []
         self.responses: list[tuple[int, int]] = []
+        self.if_ranges: list[str | None] = []
+        self.mtimes: dict[str, float] = {}
+        self.validators = True
+        self.trickle_interval = 0.5
+        self.redirect_location = ""
         self.lock = threading.Lock()
         self.release = threading.Event()
         self._faults: list[list] = []
@@ -188,11 +243,13 @@ class HttpsServer:
         self.stop()
 
     # -- the FaultyServer protocol --------------------------------------------------------------------------
-    def publish(self, name: str, data: bytes) -> None:
+    def publish(self, name: str, data: bytes, mtime: float | None = None) -> None:
         self.files[name] = bytes(data)
+        self.mtimes[name] = time.time() if mtime is None else mtime
 
     def fault(self, kind: str, times: int | None = None) -> None:
-        if kind not in ("hang", "half", "reset", "missing", "norange") and not (kind.isdigit() and len(kind) == 3):
+        if kind not in ("hang", "half", "reset", "missing", "norange", "trickle", "trickle_headers", "shortlength",
+                        "nolength", "redirect") and not (kind.isdigit() and len(kind) == 3):
             raise ValueError(f"unknown fault {kind!r}")
         with self.lock:
             self._faults.append([kind, times])
