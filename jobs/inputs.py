@@ -28,7 +28,9 @@ from recon.storage import Storage
 from schemas.csvio import BOM, SPARK_CSV_READ_OPTIONS
 
 # The header is checked here, so Spark takes the schema as given (it still skips each file's header line).
-CSV_READ_OPTIONS = dict(SPARK_CSV_READ_OPTIONS, mode="FAILFAST", enforceSchema="true")
+# Without columnPruning = false, Spark parses only the columns a plan uses and a row with too few or too many
+# fields passes as long as those are there (a truncated open_items.csv was read with nulls, without a word).
+CSV_READ_OPTIONS = dict(SPARK_CSV_READ_OPTIONS, mode="FAILFAST", enforceSchema="true", columnPruning="false")
 MAX_HEADER_BYTES = 1 << 20  # a header line longer than this is not a header of ours
 
 

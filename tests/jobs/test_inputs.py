@@ -214,3 +214,17 @@ def test_python_readers_take_crlf_and_a_bom(tmp_path):
     header, rows = _read_csv(storage, "x", "orders.csv")
     assert header == list(LOCAL_COLUMNS) and rows == [[r[c] for c in LOCAL_COLUMNS] for r in LOCAL_ROWS]
     assert csvio.read_rows(io.StringIO(data.decode("utf-8"), newline=""))[0] == list(LOCAL_COLUMNS)
+
+
+def test_a_short_row_fails_the_read_even_when_the_plan_uses_only_some_columns(spark, tmp_path):
+    from pyspark.sql import types as T
+
+    from jobs import inputs
+
+    data = _csv_bytes(LOCAL_COLUMNS, LOCAL_ROWS) + b"A9,,PAYMENT,wechatpay\r\n"
+    storage = _local(tmp_path, {"orders.csv": data})
+    schema = T.StructType([T.StructField(c, T.StringType()) for c in LOCAL_COLUMNS])
+    df = inputs.read_csv(spark, storage, [f"local/{D}/orders.csv"], schema, what="x", hint="y")
+    with pytest.raises(Exception) as raised:
+        df.select("order_no").collect()  # Spark's column pruning would read A9 with nulls
+    assert "MALFORMED" in str(raised.value)
