@@ -83,9 +83,9 @@ def _relative(storage, uri: str) -> str | None:
     if storage is None:
         return None
     a, b = urlsplit(uri), urlsplit(storage.root_uri)
-    if a.scheme != b.scheme or (a.netloc or "") != (b.netloc or ""):
-        if not (a.scheme == b.scheme == "file"):
-            return None
+    # file:/x and file:///x are one file; hdfs://nn:8020/x and hdfs://nn/x name one namenode (its default port)
+    if a.scheme != b.scheme or (a.scheme != "file" and (a.hostname or "") != (b.hostname or "")):
+        return None
     path, root = unquote(a.path), unquote(b.path).rstrip("/")
     if not path.startswith(root + "/"):
         return None

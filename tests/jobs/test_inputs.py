@@ -228,3 +228,18 @@ def test_a_short_row_fails_the_read_even_when_the_plan_uses_only_some_columns(sp
     with pytest.raises(Exception) as raised:
         df.select("order_no").collect()  # Spark's column pruning would read A9 with nulls
     assert "MALFORMED" in str(raised.value)
+
+
+@pytest.mark.parametrize("root, uri, rel", [
+    ("file:///tmp/r", "file:/tmp/r/standard/wechatpay/2026-11-20/a.csv", "standard/wechatpay/2026-11-20/a.csv"),
+    ("file:///tmp/r", "file:///tmp/r/local/2026-11-20/a%20b.csv", "local/2026-11-20/a b.csv"),
+    ("file:///tmp/r", "file:///tmp/rx/a.csv", None),
+    ("hdfs://nn/data", "hdfs://nn:8020/data/recon/2026-11-20/open_items.csv", "recon/2026-11-20/open_items.csv"),
+    ("hdfs://nn/data", "hdfs://other/data/x.csv", None),
+])
+def test_spark_file_names_are_found_under_the_root(root, uri, rel):
+    from types import SimpleNamespace
+
+    from jobs.read_errors import _relative
+
+    assert _relative(SimpleNamespace(root_uri=root), uri) == rel
