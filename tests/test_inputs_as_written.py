@@ -23,7 +23,7 @@ BANNED = ("o3423", "collectToPython", "py4j", "Py4J", "An error occurred while c
           "Traceback")
 
 
-def _copy(two_days: Path, tmp_path: Path) -> Path:  # noqa: F811
+def _copy(two_days: Path, tmp_path: Path) -> Path:  # noqa: F811  (the fixture's name, as a plain argument)
     other = tmp_path / "demo"
     shutil.copytree(two_days, other)
     return other
@@ -57,8 +57,8 @@ def _export(demo: Path) -> Path:
 
 
 @pytest.mark.parametrize("variant", ["crlf", "bom", "reordered", "everything_crlf_bom_reordered"])
-def test_an_export_as_written_by_other_tools_reconciles_byte_for_byte_like_the_lf_one(two_days, spark, tmp_path,  # noqa: F811
-                                                                                       variant):
+def test_an_export_as_written_by_other_tools_reconciles_byte_for_byte_like_the_lf_one(
+        two_days, spark, tmp_path, variant):  # noqa: F811
     other = _copy(two_days, tmp_path)
     export = _export(other)
     rows = _table(export)
@@ -92,8 +92,8 @@ def test_an_export_as_written_by_other_tools_reconciles_byte_for_byte_like_the_l
     ("extra", "coupon", "unknown column 'coupon'"),
     ("duplicated", "status", "column 'status' more than once"),
 ])
-def test_a_header_that_lacks_adds_or_repeats_a_column_exits_4_naming_file_and_column(two_days, spark, tmp_path,  # noqa: F811
-                                                                                     capsys, change, column, said):
+def test_a_header_that_lacks_adds_or_repeats_a_column_exits_4_naming_file_and_column(
+        two_days, spark, tmp_path, capsys, change, column, said):  # noqa: F811
     other = _copy(two_days, tmp_path)
     export = _export(other)
     rows = _table(export)
@@ -115,8 +115,8 @@ def test_a_header_that_lacks_adds_or_repeats_a_column_exits_4_naming_file_and_co
     assert (_recon(other, DAY2) / "summary.json").read_bytes() == before  # nothing replaced
 
 
-def test_an_export_row_with_too_few_fields_exits_4_with_file_line_and_cause(two_days, spark, tmp_path,  # noqa: F811
-                                                                            capsys):
+def test_an_export_row_with_too_few_fields_exits_4_with_file_line_and_cause(
+        two_days, spark, tmp_path, capsys):  # noqa: F811
     other = _copy(two_days, tmp_path)
     export = _export(other)
     lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -131,8 +131,8 @@ def test_an_export_row_with_too_few_fields_exits_4_with_file_line_and_cause(two_
     assert not [b for b in BANNED if b in text], text
 
 
-def test_a_truncated_open_items_file_of_the_day_before_exits_4_with_file_and_cause(two_days, spark, tmp_path,  # noqa: F811
-                                                                                   capsys):
+def test_a_truncated_open_items_file_of_the_day_before_exits_4_with_file_and_cause(
+        two_days, spark, tmp_path, capsys):  # noqa: F811
     other = _copy(two_days, tmp_path)
     items = _recon(other, DAY1) / "open_items.csv"
     data = items.read_bytes()
@@ -146,8 +146,8 @@ def test_a_truncated_open_items_file_of_the_day_before_exits_4_with_file_and_cau
     assert not [b for b in BANNED if b in text], text
 
 
-def test_a_non_numeric_source_line_in_a_standard_csv_read_without_its_copy_exits_4(two_days, spark, tmp_path,  # noqa: F811
-                                                                                  capsys):
+def test_a_non_numeric_source_line_in_a_standard_csv_read_without_its_copy_exits_4(
+        two_days, spark, tmp_path, capsys):  # noqa: F811
     other = _copy(two_days, tmp_path)
     std = sorted((other / "root" / "standard" / "wechatpay" / DAY2.isoformat()).glob("[!_]*.csv"))[0]
     shutil.rmtree(std.parent / "_columnar")
