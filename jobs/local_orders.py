@@ -52,18 +52,18 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jobs.read_errors import java_causes as _java_causes
 from recon.errors import ConfigError, FatalError, ReconError, UnavailableError
 from recon.secrets import read_secret
 from recon.storage import Storage
 from schemas import local as local_schema
-from schemas.csvio import SPARK_CSV_OPTIONS
 from schemas.money import CENTS_PATTERN
 
 FORMATS = ("csv", "parquet", "jdbc")
 FILE_KEYS = {"format"}
 JDBC_KEYS = {"format", "url", "table", "query", "user", "password_env", "password_file", "num_partitions",
              "partition_column", "lower_bound", "upper_bound", "fetch_size", "timeout_seconds"}
-CSV_READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
+EXPORT_HINT = "fix the order system's export and re-run"
 PG_DRIVER = "org.postgresql.Driver"
 PART_COLUMN = "recon_part"
 EXACT_COLUMN = "recon_amount_exact"
@@ -190,11 +190,18 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
     cfg = parse_local_orders_config(settings_local_orders, None)  # idempotent on a parsed table
     fmt = cfg.get("format", "csv")
     if fmt in ("csv", "parquet"):
-        folder, _ = local_export_files(storage, day)
-        if fmt == "parquet":
-            return spark.read.schema(local_schema.spark_schema()).parquet(storage.uri(folder))
-        text = spark.read.schema(_amount_as_text()).options(**CSV_READ_OPTIONS).csv(storage.uri(folder))
-        return _exact_amounts(text, day)
+        from jobs import inputs
+
+        folder, names = local_export_files(storage, day)
+        paths = [posixpath.join(folder, n) for n in names]
+        what = "the local orders export"
+        if fmt == "parquet":  # Spark would read a column the files lack as null, without a word
+            inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=EXPORT_HINT,
+                                 date=day.isoformat())
+            return spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths])
+        # columns matched by header name, file by file (jobs/inputs.py); amount read as text and checked
+        return inputs.read_csv(spark, storage, paths, _amount_as_text(), what=what, hint=EXPORT_HINT,
+                               date=day.isoformat(), per_group=lambda text: _exact_amounts(text, day))
     zone = timezone or spark.conf.get("spark.sql.session.timeZone")
     return _read_jdbc(spark, cfg, day, zone)
 
@@ -317,18 +324,6 @@ def _read_jdbc(spark, cfg: dict, day: dt.date, zone: str):
     fields = local_schema.spark_schema().fields
     return df.select(*[(amount if f.name == "amount" else F.col(f.name)).cast(f.dataType).alias(f.name)
                        for f in fields])
-
-
-def _java_causes(exc: Exception) -> list[tuple[str, str]]:
-    """(class name, message) of the JVM exception behind a captured Spark error and its causes."""
-    out, origin = [], getattr(exc, "_origin", None) or getattr(exc, "java_exception", None)
-    try:
-        while origin is not None and len(out) < 10:
-            out.append((str(origin.getClass().getName()), str(origin.getMessage() or "")))
-            origin = origin.getCause()
-    except Exception:  # the JVM is gone or the object is not a Throwable: keep what we have
-        pass
-    return out
 
 
 def _jdbc_error(exc: Exception, cfg: dict, day: dt.date, password: str) -> ReconError:

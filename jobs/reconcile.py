@@ -18,14 +18,11 @@ from recon.errors import IntegrityError, UnavailableError
 from recon.storage import Storage
 from reports.build import write_reports
 from schemas import standard
-from schemas.csvio import SPARK_CSV_OPTIONS
+from schemas.csvio import SPARK_CSV_WRITE_OPTIONS
 from schemas.outputs import CORRECTION_ACTIONS, REJECT_COLUMNS, ROW_REJECTED, open_item_spark_schema
 
 log = logging.getLogger(__name__)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# How Spark reports an F.raise_error of ours (jobs.local_orders checks the export's amounts that way).
-USER_RAISED = re.compile(r"\[USER_RAISED_EXCEPTION\] (.*?)(?:\s*SQLSTATE: \w+)?\s*$", re.M)
-READ_OPTIONS = dict(SPARK_CSV_OPTIONS, mode="FAILFAST", enforceSchema="false")
 
 DISCREPANCY_ORDER = ("channel", "category", "order_no", "refund_no", "source_file", "source_line", "local_time",
                      "channel_time", "local_amount", "channel_amount")
@@ -65,9 +62,18 @@ def empty_frame(spark, schema):
 
 def write_single_csv(storage: Storage, df, order, folder: str, name: str) -> None:
     """Write ``df`` sorted as one CSV file ``folder/name`` (Spark writes, we rename its one part file)."""
+    from jobs.read_errors import spark_error
+
     parts_dir = posixpath.join(folder, f"_parts_{name}")
-    (df.repartition(1).sortWithinPartitions(*order)
-       .write.mode("errorifexists").options(**SPARK_CSV_OPTIONS).csv(storage.uri(parts_dir)))
+    try:  # the inputs behind ``df`` are read now: a bad one is told by jobs.read_errors
+        (df.repartition(1).sortWithinPartitions(*order)
+           .write.mode("errorifexists").options(**SPARK_CSV_WRITE_OPTIONS).csv(storage.uri(parts_dir)))
+    except Exception as exc:
+        error = spark_error(exc, storage)
+        if error is None:
+            raise
+        log.debug("Spark's error behind %s", error.message, exc_info=exc)
+        raise error from None
     parts = [n for n in storage.list(parts_dir) if n.startswith("part-") and n.endswith(".csv")]
     if len(parts) != 1:
         raise IntegrityError(f"expected one part file for {name}, Spark wrote {len(parts)}", file=parts_dir)
@@ -125,8 +131,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                     day - dt.timedelta(days=1))
     item_schema = open_item_spark_schema()
     if prev is not None:
-        opening = spark.read.schema(item_schema).options(**READ_OPTIONS).csv(
-            storage.uri(recon_dir(prev), "open_items.csv"))
+        opening = _read_open_items(spark, storage, prev, item_schema)
     else:
         opening = empty_frame(spark, item_schema)
 
@@ -155,16 +160,14 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         try:
             totals = [r.asDict() for r in tx.category_totals(slim).collect()]
             _phase("classified every record", started)
-        except Exception as exc:  # Spark's FAILFAST parse errors arrive as JVM exceptions
-            text = str(exc)
-            raised = USER_RAISED.search(text)
-            if raised:  # a check of ours in the plan (F.raise_error) met bad input; its message says what and where
-                raise IntegrityError(raised.group(1)[:600], date=d) from exc
-            if "MALFORMED" in text.upper() or "CAST_INVALID_INPUT" in text or "CSV header" in text:
-                first = text.strip().splitlines()[0][:400]
-                raise IntegrityError(f"an input file is malformed: {first}", date=d,
-                                     hint="check the local export and standard files named above") from exc
-            raise
+        except Exception as exc:  # a bad input file, or a check of ours in the plan (F.raise_error)
+            from jobs.read_errors import spark_error
+
+            error = spark_error(exc, storage, date=d)  # the file, line, cause and what to do; no Py4J text
+            if error is None:
+                raise
+            log.debug("Spark's error behind %s", error.message, exc_info=exc)
+            raise error from None
         dups = [t for t in totals if t["category"] == tx.LOCAL_DUPLICATE_KEY]
         if dups:
             examples = (rows.filter(F.col("category") == tx.LOCAL_DUPLICATE_KEY)
@@ -272,7 +275,9 @@ def read_standard(spark, storage: Storage, published: list[tuple[str, dt.date]])
     ``_manifest.json``) when every file of the folder has one with the manifest's row count; otherwise from
     the CSV, which stays the published contract. Both give the same rows (tests/normalizers check).
     """
-    columnar, csv_folders = [], []
+    from jobs import inputs
+
+    columnar, csv_groups = [], {}
     for ch, d in published:
         folder = standard_dir(ch, d)
         files = storage.read_json(folder, "_manifest.json").get("files", [])
@@ -280,11 +285,16 @@ def read_standard(spark, storage: Storage, published: list[tuple[str, dt.date]])
                   if f.get("columnar_file") and f.get("columnar_rows") == f.get("records")]
         if files and len(copies) == len(files) and all(storage.is_file(c) for c in copies):
             columnar.extend(storage.uri(c) for c in copies)
-        else:
-            csv_folders.append(storage.uri(folder))
+        else:  # by header name, LF or CRLF, with or without a BOM (jobs/inputs.py)
+            groups = inputs.group_by_header(
+                storage, inputs.data_files(storage, folder), standard.COLUMNS, what="a standard file",
+                date=d.isoformat(), channel=ch,
+                hint=f"standard files are written by `recon normalize`: re-run it for channel {ch} and date {d}")
+            for header, uris in groups.items():
+                csv_groups.setdefault(header, []).extend(uris)
     schema = standard.spark_schema()
     frames = ([spark.read.schema(schema).parquet(*columnar)] if columnar else []) + \
-             ([spark.read.schema(schema).options(**READ_OPTIONS).csv(csv_folders)] if csv_folders else [])
+             ([inputs.read_groups(spark, csv_groups, schema)] if csv_groups else [])
     df = frames[0]
     for more in frames[1:]:
         df = df.unionByName(more)
@@ -304,35 +314,52 @@ def read_rejects(spark, storage: Storage, channels: list[str], day: dt.date, sta
     """
     from pyspark.sql import types as T
 
+    from jobs import inputs
+
     paths = []
     for ch in channels:
         folder = standard_dir(ch, day)
         if any(f.get("rejects") for f in storage.read_json(folder, "_manifest.json")["files"]):
             copy = posixpath.join(staged, REJECTS_COPY, f"{ch}.csv")
             storage.copy(posixpath.join(folder, "_rejects.csv"), copy)
-            paths.append(storage.uri(copy))
+            paths.append(copy)
     if not paths:
         return None
     schema = T.StructType([T.StructField(n, T.LongType() if n == "source_line" else T.StringType())
                            for n in REJECT_COLUMNS])
-    return spark.read.schema(schema).options(**READ_OPTIONS).csv(paths)
+    return inputs.read_csv(spark, storage, paths, schema, what="the rejected rows of the standard folders",
+                           date=day.isoformat(), hint="re-run `recon normalize` for this date")
 
 
 APPLIED_DIR = "corrections/applied"
+
+
+def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema):
+    """The open items ``prev`` published (its open_items.csv), matched by header name (jobs/inputs.py)."""
+    from jobs import inputs
+
+    return inputs.read_csv(spark, storage, [posixpath.join(recon_dir(prev), "open_items.csv")], item_schema,
+                           what=f"open_items.csv published for {prev}", date=prev.isoformat(),
+                           hint=f"a published result must not be edited: restore it or re-run the reconcile of "
+                                f"{prev}, then re-run this date")
 
 
 def _corrections_already(spark, storage: Storage, day: dt.date):
     """Idempotency keys emitted on an earlier date or recorded as applied: never emitted again."""
     from pyspark.sql import types as T
 
-    emitted = [storage.uri(recon_dir(dt.date.fromisoformat(n)), "corrections.csv")
+    from jobs import inputs
+
+    emitted = [posixpath.join(recon_dir(dt.date.fromisoformat(n)), "corrections.csv")
                for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()
                and is_reconciled(storage, dt.date.fromisoformat(n))]
-    applied = [storage.uri(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
+    applied = [posixpath.join(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
     keys = empty_frame(spark, T.StructType([T.StructField("idempotency_key", T.StringType())]))
-    for paths in (emitted, applied):  # two kinds of file: each read by its own header
-        if paths:
-            keys = keys.unionByName(spark.read.options(**SPARK_CSV_OPTIONS).csv(paths).select("idempotency_key"))
+    if emitted or applied:  # two kinds of file: each read by its own header (LF or CRLF, with or without a BOM)
+        keys = keys.unionByName(inputs.read_column(spark, storage, emitted + applied, "idempotency_key",
+                                                   what="a file of corrections already made", date=day.isoformat(),
+                                                   hint="restore the file (a published result or the ledger of "
+                                                        "`recon apply-fixes`), then re-run"))
     return keys
 
 

@@ -273,7 +273,8 @@ def read_corrections(storage: Storage, day: dt.date) -> tuple[list[dict], dict]:
 
 
 def _read_csv(storage: Storage, *parts: str) -> tuple[list[str], list[list[str]]]:
-    return csvio.read_rows(io.StringIO(storage.read_bytes(*parts).decode("utf-8"), newline=""))
+    # LF or CRLF, with or without a BOM: the file may have been saved by hand or by another tool
+    return csvio.read_rows(io.StringIO(csvio.decode(storage.read_bytes(*parts)), newline=""))
 
 
 def plan(corrections_rows: Iterable[dict], channel_times: dict | None = None) -> list[Fix]:
@@ -570,7 +571,7 @@ class WebhookTarget:
             csvio.writer(self.ledger_fh).writerow(LEDGER_COLUMNS)
             self._sync()
         self.ledger_fh.seek(0)
-        for row in csv.DictReader(self.ledger_fh):
+        for row in csv.DictReader(_without_bom(self.ledger_fh)):
             self.done[row["idempotency_key"]] = row
         self.ledger_fh.seek(0, os.SEEK_END)
         self.session = requests.Session()
@@ -655,6 +656,14 @@ def _zone(name: str):
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)
+
+
+def _without_bom(lines):
+    """The ledger's lines with a UTF-8 byte order mark dropped from the first (a ledger saved by an editor)."""
+    first = True
+    for line in lines:
+        yield line[1:] if first and line.startswith(csvio.BOM) else line
+        first = False
 
 
 # -- the ledger under {root} --------------------------------------------------------------------------------------

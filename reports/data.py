@@ -79,11 +79,15 @@ def read_summary(storage, folder: str) -> dict:
 
 
 def csv_dicts(storage, folder: str, name: str) -> Iterator[dict]:
-    """The rows of a CSV under the root as plain text dicts, streamed (nothing when the file is missing)."""
+    """The rows of a CSV under the root as plain text dicts, streamed (nothing when the file is missing).
+
+    LF or CRLF line ends (``newline=""`` lets the csv module take both) and an optional UTF-8 BOM
+    (``utf-8-sig``): a published file re-saved by a spreadsheet still reads the same.
+    """
     if not storage.is_file(folder, name):
         return
     with storage.open_read(folder, name) as raw:
-        yield from csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        yield from csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
 
 
 def iter_csv(storage, folder: str, name: str, money: tuple[str, ...] = (),

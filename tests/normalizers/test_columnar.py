@@ -260,7 +260,7 @@ def _sink_folder(folder: Path) -> None:
 
 
 def test_spark_reads_the_copy_as_it_reads_the_csv_folder(spark, tmp_path):
-    from jobs.reconcile import READ_OPTIONS
+    from jobs.inputs import CSV_READ_OPTIONS as READ_OPTIONS  # what the job reads a standard CSV with
 
     storage, manifest, _ = _publish(tmp_path, SAMPLES / "mixed_all_bom.csv")
     published = tmp_path / "root" / standard_dir("wechatpay", DAY)
