@@ -133,7 +133,7 @@ def _known_types() -> dict[frozenset, dict[str, str]]:
 
 
 def _shown(value: str) -> str:
-    from reports.mask import mask_text
+    from schemas.masking import mask_text
 
     text = mask_text(value)
     return repr(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "...")
