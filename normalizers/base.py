@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import io
 import re
@@ -175,6 +176,56 @@ def read_lines(stream, limits: StatementLimits, where: dict, start: int = 1):
         if total > limits.max_statement_bytes:
             raise limits.too_large(number, where)
         yield number, data
+        number += 1
+
+
+def _splits_as_bytes(encoding: str) -> bool:
+    """Whether ``encoding`` writes a line end as the byte 0x0A and never uses that byte inside a character
+    (UTF-8, GBK, GB18030, Big5, Latin-1…): then lines can be split as bytes and decoded one by one."""
+    name = codecs.lookup(encoding).name
+    return name in ("utf-8-sig", "utf-8") or "\n".encode(encoding) == b"\n"
+
+
+def decoded_lines(stream, encoding: str, limits: StatementLimits, where: dict, *, hint: str):
+    """(line number, text without its ``\n``) of a text statement, streamed within the limits; a BOM at its start
+    is removed. Bytes that are not ``encoding`` are an IntegrityError naming the line (and, where lines split as
+    bytes, the byte offset in the file); ``hint`` says what to do.
+
+    UTF-16 and UTF-32 are decoded as a stream (a character is never split); a line may then hold
+    ``max_line_bytes // 2`` characters."""
+    if _splits_as_bytes(encoding):
+        codec = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
+        offset = 0
+        for number, data in read_lines(stream, limits, where):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise IntegrityError(f"byte {offset + exc.start} is not valid {encoding} ({exc.reason})",
+                                     line=number, **where, hint=hint) from exc
+            offset += len(data)
+            if number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            yield number, text[:-1] if text.endswith("\n") else text
+        return
+    chars = max(1, limits.max_line_bytes // 2)
+    reader = io.TextIOWrapper(io.BufferedReader(LimitedReader(stream, limits.max_statement_bytes)),
+                              encoding=encoding, newline="\n")
+    number = 1
+    while True:
+        try:
+            text = reader.readline(chars + 1)
+        except StatementTooLarge:
+            raise limits.too_large(number, where) from None
+        except UnicodeDecodeError as exc:
+            raise IntegrityError(f"not valid {encoding} after line {number - 1} ({exc.reason})", line=number,
+                                 **where, hint=hint) from exc
+        if not text:
+            return
+        if len(text) > chars and not text.endswith("\n"):
+            raise limits.line_too_long(number, where)
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield number, text[:-1] if text.endswith("\n") else text
         number += 1
 
 

@@ -7,6 +7,8 @@ import re
 
 STANDARD_FORMAT = "%Y-%m-%d %H:%M:%S"  # DESIGN: txn_time is YYYY-MM-DD HH:MM:SS
 _STANDARD = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")  # ASCII digits only
+_COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})")
+_EXACT = {STANDARD_FORMAT: _STANDARD, "%Y%m%d%H%M%S": _COMPACT}  # matched exactly, built field by field
 _HUMAN = {STANDARD_FORMAT: "yyyy-MM-dd HH:mm:ss", "%Y%m%d%H%M%S": "yyyyMMddhhmmss",
           "%Y/%m/%d %H:%M:%S %z": "yyyy/mm/dd hh:mm:ss ±hhmm"}
 
@@ -36,8 +38,8 @@ def parse_time(text: str, formats: str | tuple[str, ...] = STANDARD_FORMAT, *, w
 
 
 def _parse_one(text: str, fmt: str) -> dt.datetime:
-    if fmt == STANDARD_FORMAT:
-        m = _STANDARD.fullmatch(text)
+    if fmt in _EXACT:  # the calendar's own reason ("hour must be in 0..23"), not strptime's "does not match"
+        m = _EXACT[fmt].fullmatch(text)
         if m is None:
             raise ValueError("wrong shape")
         return dt.datetime(*map(int, m.groups()))  # ValueError: "day is out of range for month", "hour must be…"
