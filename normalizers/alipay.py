@@ -21,6 +21,7 @@ Mapping decisions (also in DECISIONS.md):
 from __future__ import annotations
 
 import csv
+import io
 import lzma
 import re
 import shutil
@@ -124,7 +125,9 @@ class AlipayNormalizer(Normalizer):
         traceback: the archive is damaged or not what Alipay sends."""
         seen, number = 0, 0
         try:
-            with archive.open(info) as fh:
+            with archive.open(info) as member:
+                # zipfile's own readline(limit) peeks 512 bytes at a time; a C buffered reader is many times faster
+                fh = io.BufferedReader(member, buffer_size=1 << 16)
                 for number, data in read_lines(fh, self.limits, where):
                     seen += len(data)
                     if seen > info.file_size:
@@ -137,6 +140,9 @@ class AlipayNormalizer(Normalizer):
                                              **where, hint="check the archive; the bill must be downloaded in "
                                                            "binary mode") from exc
                     yield number, text
+            if seen != info.file_size:  # zipfile stops quietly where the data ends
+                raise IntegrityError(f"entry {info.filename} holds {seen} bytes, its header says {info.file_size}: "
+                                     "the archive is damaged", line=number or None, **where, hint=DAMAGED_HINT)
         except ZIP_ERRORS as exc:
             raise IntegrityError(f"entry {info.filename} cannot be read: the archive is damaged "
                                  f"({type(exc).__name__}: {exc})", line=number + 1, **where,

@@ -125,49 +125,16 @@ class StatementLimits:
                  f"in {self.conf_file}")
 
 
-class StatementTooLarge(Exception):
-    """Raised by ``LimitedReader`` past its limit; the caller knows the line and turns it into IntegrityError."""
-
-
-class LimitedReader(io.RawIOBase):
-    """A binary stream that refuses to give more than ``limit`` bytes in all (``StatementTooLarge``).
-
-    Put between a decompressor and its reader so that the decompressed size is counted as it is read."""
-
-    def __init__(self, stream, limit: int):
-        self._stream, self.limit, self.count = stream, limit, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        view = memoryview(buffer)
-        want = min(len(view), self.limit + 1 - self.count)  # one byte past the limit tells "more"
-        if want <= 0:
-            raise StatementTooLarge()
-        got = self._stream.readinto(view[:want]) if hasattr(self._stream, "readinto") else None
-        if got is None:
-            data = self._stream.read(want)
-            got = len(data)
-            view[:got] = data
-        self.count += got
-        if self.count > self.limit:
-            raise StatementTooLarge()
-        return got
-
-
 def read_lines(stream, limits: StatementLimits, where: dict, start: int = 1):
     """(line number, bytes of the line with its line end) of a binary stream, never holding more than a line.
 
     A line (without its ``\n``) longer than ``max_line_bytes``, or more than ``max_statement_bytes`` in all, is
-    an IntegrityError naming the line. ``stream`` may be a ``LimitedReader``'s buffer or any binary stream.
+    an IntegrityError naming the line. ``stream`` is any binary stream with ``readline(limit)`` (a gzip or zip
+    member decompresses only what is asked for).
     """
     total, number = 0, start
     while True:
-        try:
-            data = stream.readline(limits.max_line_bytes + 1)
-        except StatementTooLarge:
-            raise limits.too_large(number, where) from None
+        data = stream.readline(limits.max_line_bytes + 1)
         if not data:
             return
         if len(data) > limits.max_line_bytes and not data.endswith(b"\n"):
@@ -192,7 +159,7 @@ def decoded_lines(stream, encoding: str, limits: StatementLimits, where: dict, *
     bytes, the byte offset in the file); ``hint`` says what to do.
 
     UTF-16 and UTF-32 are decoded as a stream (a character is never split); a line may then hold
-    ``max_line_bytes // 2`` characters."""
+    ``max_line_bytes // 2`` characters, and the statement's size is counted by encoding each line again."""
     if _splits_as_bytes(encoding):
         codec = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
         offset = 0
@@ -208,14 +175,12 @@ def decoded_lines(stream, encoding: str, limits: StatementLimits, where: dict, *
             yield number, text[:-1] if text.endswith("\n") else text
         return
     chars = max(1, limits.max_line_bytes // 2)
-    reader = io.TextIOWrapper(io.BufferedReader(LimitedReader(stream, limits.max_statement_bytes)),
-                              encoding=encoding, newline="\n")
-    number = 1
+    reader = io.TextIOWrapper(stream, encoding=encoding, newline="\n")
+    encoder = codecs.getincrementalencoder(encoding)()  # its first call writes the BOM, as the file has it
+    number, total = 1, 0
     while True:
         try:
             text = reader.readline(chars + 1)
-        except StatementTooLarge:
-            raise limits.too_large(number, where) from None
         except UnicodeDecodeError as exc:
             raise IntegrityError(f"not valid {encoding} after line {number - 1} ({exc.reason})", line=number,
                                  **where, hint=hint) from exc
@@ -223,6 +188,9 @@ def decoded_lines(stream, encoding: str, limits: StatementLimits, where: dict, *
             return
         if len(text) > chars and not text.endswith("\n"):
             raise limits.line_too_long(number, where)
+        total += len(encoder.encode(text))
+        if total > limits.max_statement_bytes:
+            raise limits.too_large(number, where)
         if number == 1 and text.startswith("\ufeff"):
             text = text[1:]
         yield number, text[:-1] if text.endswith("\n") else text

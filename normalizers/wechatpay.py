@@ -25,8 +25,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
-from normalizers.base import (ControlReport, LimitedReader, Normalizer, RawStatement, Sink, StatementLimits,
-                              StatementTooLarge, first_long_line, readable_order_no)
+from normalizers.base import (ControlReport, Normalizer, RawStatement, Sink, StatementLimits, first_long_line,
+                              readable_order_no)
 from recon.errors import IntegrityError
 from schemas.money import MoneyError, check_money, exact_totals, format_money, parse_money, parse_total, round_money
 from schemas.standard import StandardRecord
@@ -130,39 +130,41 @@ def _unbacktick(value: str) -> str:
     return value[1:] if value.startswith("`") else value
 
 
-def _open(raw: RawStatement, limits: StatementLimits):
-    """The statement's bytes, gzip undone (tar_type=GZIP), as a buffered stream that refuses to give more than
-    ``max_statement_bytes`` (``StatementTooLarge``): the size is counted after decompression, as it is read."""
+def _open(raw: RawStatement):
+    """The statement's bytes, gzip undone (tar_type=GZIP), as a buffered stream. Gzip decompresses only what is
+    read, so the reader's limits bound it (``_blocks``)."""
     stream = raw.stream if hasattr(raw.stream, "peek") else io.BufferedReader(raw.stream)
     if stream.peek(2)[:2] == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")
-    return io.BufferedReader(LimitedReader(stream, limits.max_statement_bytes), buffer_size=1 << 20)
+        return io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"), buffer_size=1 << 20)
+    return stream
 
 
-def _blocks(stream, first_line: int, limits: StatementLimits, where: dict):
+def _blocks(stream, first_line: int, limits: StatementLimits, where: dict, budget: int):
     """(number of the first line, bytes of whole lines, number of lines) in blocks of about BLOCK_BYTES.
 
     Each block is a fresh ``bytearray`` read into directly (no copies of the
     data besides the partial last line carried over). A last line without its
     newline gets one, so every block ends with b"\n". A line longer than
     ``max_line_bytes`` (even one not ended yet) fails at once, so the carried
-    part never grows past it: memory stays at a block and a line.
+    part never grows past it: memory stays at a block and a line. More than
+    ``budget`` bytes (what ``max_statement_bytes`` leaves after the header)
+    fail at the line holding the first byte too many.
     """
-    leftover, line = b"", first_line
+    leftover, line, total = b"", first_line, 0
     while True:
         buf = bytearray(len(leftover) + BLOCK_BYTES)
         buf[:len(leftover)] = leftover
         size, view = len(leftover), memoryview(buf)
-        try:
-            while size < len(buf):
-                got = stream.readinto(view[size:])
-                if not got:
-                    break
-                size += got
-        except StatementTooLarge:
-            raise limits.too_large(line + buf.count(b"\n", 0, size), where) from None
-        finally:
-            view.release()
+        while size < len(buf):
+            got = stream.readinto(view[size:])
+            if not got:
+                break
+            size += got
+            total += got
+        view.release()
+        if total > budget:
+            over_at = size - (total - budget)  # the first byte past the limit
+            raise limits.too_large(line + buf.count(b"\n", 0, over_at), where)
         long_at = first_long_line(buf, limits.max_line_bytes, 0, size)
         if long_at >= 0:
             raise limits.line_too_long(line + buf.count(b"\n", 0, long_at), where)
@@ -221,11 +223,11 @@ class WeChatPayNormalizer(Normalizer):
 
     def _normalize(self, raw: RawStatement, sink: Sink, where: dict) -> None:
         limits = self.limits
-        stream = _open(raw, limits)
-        try:
-            first = stream.readline(limits.max_line_bytes + 1)
-        except StatementTooLarge:
-            raise limits.too_large(1, where) from None
+        stream = _open(raw)
+        first = stream.readline(limits.max_line_bytes + 1)
+        budget = limits.max_statement_bytes - len(first)  # what the lines after the header may hold
+        if budget < 0:
+            raise limits.too_large(1, where)
         if not first:
             raise IntegrityError("the statement is empty", line=1, **where,
                                  hint="the download was probably cut short; download it again")
@@ -281,7 +283,7 @@ class WeChatPayNormalizer(Normalizer):
                 finish(pending.popleft())
 
         try:
-            for first_line, block, lines in _blocks(stream, 2, limits, where):
+            for first_line, block, lines in _blocks(stream, 2, limits, where, budget):
                 last_line = self._last_line = first_line + lines - 1
                 if summary_line is None:
                     at = 0 if block.startswith(SUMMARY_FIRST_BYTES) else block.find(b"\n" + SUMMARY_FIRST_BYTES) + 1

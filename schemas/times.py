@@ -64,9 +64,9 @@ def arrow_valid_times(values):
     """A boolean Arrow array: which of ``values`` (strings) ``parse_time`` accepts in the standard format.
 
     For bulk paths only, as a fast filter: a value is accepted when Arrow parses it and prints it back
-    identically (Arrow's parser rolls 2026-02-30 over to 2026-03-02 and :60 into the next minute, which the round
-    trip catches; it also takes year 0000, refused explicitly). A value refused here goes row by row, where ``parse_time`` decides; a test checks both
-    agree.
+    identically (Arrow's parser rolls 2026-02-30 over to 2026-03-02 and :60 into the next minute, which the
+    round trip catches; it also takes year 0000, refused explicitly). A value refused here goes row by row,
+    where ``parse_time`` decides; a property test checks that both agree.
     """
     import pyarrow.compute as pc
 
