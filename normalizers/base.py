@@ -86,7 +86,7 @@ class StatementLimits:
     """How long a line and how large a statement (decompressed) may be, checked while streaming.
 
     Why: a 2 MB gzip holding 2 GiB without a newline was read as one line until MemoryError. Every normalizer
-    reads through ``read_lines`` (or checks its blocks with ``first_long_line`` and ``LimitedReader``), so
+    reads through ``read_lines`` or ``decoded_lines`` (WeChat checks its blocks with ``first_long_line``), so
     memory stays within a line or a block whatever the file holds, and the statement fails with exit 4 at the
     line where a limit was hit. Both are ``[normalizer]`` options of the channel file.
     """

@@ -30,7 +30,7 @@ from normalizers.base import (ControlReport, Normalizer, RawStatement, Sink, Sta
 from recon.errors import IntegrityError
 from schemas.money import MoneyError, check_money, exact_totals, format_money, parse_money, parse_total, round_money
 from schemas.standard import StandardRecord
-from schemas.times import TimeError, arrow_valid_times, standard_time
+from schemas.times import TimeError, arrow_times_valid, standard_time
 
 SUMMARY_FIRST = "总交易单数"
 SUMMARY_FIRST_BYTES = SUMMARY_FIRST.encode("utf-8")
@@ -428,7 +428,7 @@ class WeChatPayNormalizer(Normalizer):
                 return None
         if not ok(pc.not_equal(col("商户订单号"), "")):
             return None
-        if not ok(arrow_valid_times(col("交易时间"))):
+        if not arrow_times_valid(col("交易时间")):
             return None  # a time parse_time refuses (or one Arrow cannot tell): row by row, where it is rejected
         # Every amount in one regex per row, over the values joined with "," (a value of the unquoted bill never
         # holds a comma, so this is each value against its own pattern): the amount (not negative), the coupon,
@@ -444,13 +444,10 @@ class WeChatPayNormalizer(Normalizer):
                 return None
             if "退款成功时间" in index or "退款申请时间" in index:
                 refund_time = pc.if_else(pc.not_equal(col("退款成功时间"), ""), col("退款成功时间"), col("退款申请时间"))
-                if not ok(pc.or_(pc.invert(refund), pc.or_(pc.equal(refund_time, ""),
-                                                          arrow_valid_times(refund_time)))):
-                    return None
-                # the row path checks the success time even when the application time is used, and the reverse
+                # the row path checks both times of a refund row, whichever it uses (the used one is one of them)
                 for name in ("退款成功时间", "退款申请时间"):
                     stamp = col(name)
-                    if not ok(pc.or_(pc.invert(refund), pc.or_(pc.equal(stamp, ""), arrow_valid_times(stamp)))):
+                    if not arrow_times_valid(stamp, pc.and_(refund, pc.not_equal(stamp, ""))):
                         return None
 
         def mapped(values, mapping: dict):

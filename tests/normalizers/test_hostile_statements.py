@@ -27,7 +27,7 @@ from normalizers.unionpay import fen_to_yuan
 from normalizers.wechatpay import WeChatPayNormalizer
 from recon.errors import ConfigError, IntegrityError
 from schemas.money import MAX_MONEY, MoneyError, check_money, parse_total
-from schemas.times import TimeError, arrow_valid_times, parse_time
+from schemas.times import TimeError, arrow_times_valid, parse_time
 from tests.normalizers.test_alipay import HEADER as ALIPAY_HEADER, GbkName
 from tests.normalizers.test_unionpay import AMOUNT, CARD, CODE, FEE, MER_ID, MERCHANT, ORDER, QUERY_ID, render_line
 from tests.normalizers.test_unionpay import TIME as UP_TIME
@@ -186,7 +186,10 @@ def test_the_bulk_filter_takes_only_what_the_time_rule_takes(values):
         except TimeError:
             return False
 
-    assert arrow_valid_times(pa.array(values)).to_pylist() == [valid(v) for v in values]
+    assert [arrow_times_valid(pa.array([v])) for v in values] == [valid(v) for v in values]
+    assert arrow_times_valid(pa.array(values)) == all(valid(v) for v in values)
+    mask = pa.array([valid(v) for v in values])
+    assert arrow_times_valid(pa.array(values), mask)
 
 
 def test_wechat_rows_with_impossible_times_are_rejected_in_both_paths_and_the_block_goes_row_by_row():
