@@ -148,7 +148,10 @@ class PayPalNormalizer(Normalizer):
             last = number
             if not text.strip():
                 continue
-            row = next(csv.reader([text], delimiter=",", quotechar='"', doublequote=True, strict=False))
+            try:
+                row = next(csv.reader([text], delimiter=",", quotechar='"', doublequote=True, strict=False))
+            except csv.Error as exc:  # a field past the csv module's 128 KiB limit: not a report row
+                raise fail(f"the line is not valid CSV ({exc}): not a PayPal settlement report row", number) from None
             rtype = row[0].strip() if row else ""
             if seen_ff:
                 raise fail("content after the FF file footer", number)

@@ -487,6 +487,22 @@ def test_bank_utf16_statements_are_decoded_as_a_stream():
                         data.replace("B2".encode("utf-16-le"), b"\x00\xd8A\x00"))  # a lone surrogate
 
 
+def test_a_field_past_the_csv_modules_limit_is_a_reject_or_exit_4_not_a_traceback():
+    big = "x" * (200 << 10)
+    data = alipay_zip([("2026-11-20 09:00:00", "2026-11-20 09:00:05", "1.00", "0.00")] * 2)
+    member = zipfile.ZipFile(io.BytesIO(data)).read(zipfile.ZipFile(io.BytesIO(data)).namelist()[0])
+    lines = member.split(b"\r\n")
+    lines[4] = lines[4].replace(b"goods", big.encode(), 1)
+    sink, report = normalize_bytes(channel_for("alipay"), "bill.zip", zip_of(b"\r\n".join(lines)))
+    assert sink.reject_lines == [5] and sink.reject_orders == ["A1"]
+    assert "not valid CSV: field larger than field limit" in reasons(sink)
+    assert report.unverified
+    report_data = paypal_report([("2026/11/19 09:00:12 -0800", "100")]).replace(b"buyer@example.com", big.encode())
+    with pytest.raises(IntegrityError, match="not valid CSV") as info:
+        normalize_bytes(channel_for("paypal"), "STL-20261120.01.009.CSV", report_data)
+    assert info.value.line == 5
+
+
 # -- 4. broken zips ----------------------------------------------------------------------------------------------
 
 GOOD_ROWS = [("2026-11-20 09:00:00", "2026-11-20 09:00:05", "1.00", "0.00")]
