@@ -53,7 +53,7 @@ FORMAT_KEYS = {
     "xml": {"namespaces", "entries", "fields"},
 }
 TXN_TYPE_KEYS = {"field", "map", "default", "negative_is_refund"}
-_SCALED = re.compile(r"^-?\d+$")
+_SCALED = re.compile(r"^-?[0-9]+$")  # ASCII digits only (\d takes any script)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # "path/@attr" or "path@attr" at the very end; "[@a='b']" predicates inside the path are left to ElementTree
 _ATTRIBUTE = re.compile(r"^(?P<path>.*?)/?@(?P<attr>\{[^}]*\}[\w.-]+|[\w.:-]+)$")
