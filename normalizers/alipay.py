@@ -21,16 +21,20 @@ Mapping decisions (also in DECISIONS.md):
 from __future__ import annotations
 
 import csv
+import io
+import lzma
 import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from decimal import Decimal
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, read_lines, readable_order_no
 from recon.errors import IntegrityError
-from schemas.money import MoneyError, parse_money, round_money
+from schemas.money import MoneyError, check_money, exact_totals, parse_money, parse_total, round_money
 from schemas.standard import StandardRecord
+from schemas.times import TimeError, standard_time
 
 # Defences against a hostile or broken archive (reliability.md, "Inputs that attack").
 MAX_MEMBERS = 16
@@ -38,9 +42,15 @@ MAX_TOTAL_BYTES = 8 << 30
 MAX_RATIO = 200
 DETAIL = re.compile(r"业务明细\.csv$")
 SUMMARY = re.compile(r"业务明细\(汇总\)\.csv$")
-TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-TRADE_TOTAL = re.compile(r"^#交易合计：(\d+)笔，商家实收共(-?[\d.]+)元")
-REFUND_TOTAL = re.compile(r"^#退款合计：(\d+)笔，商家实收退款共(-?[\d.]+)元")
+TRADE_TOTAL = re.compile(r"^#交易合计：([0-9]+)笔，商家实收共(-?[0-9]+(?:\.[0-9]+)?)元")
+REFUND_TOTAL = re.compile(r"^#退款合计：([0-9]+)笔，商家实收退款共(-?[0-9]+(?:\.[0-9]+)?)元")
+# What zipfile raises on an entry it cannot give back as written: a CRC or size that lies (BadZipFile), an
+# encrypted entry (RuntimeError), a compression method it lacks (NotImplementedError), a corrupt or cut
+# deflate / bzip2 / lzma stream (zlib.error, EOFError, OSError, LZMAError).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError,
+              OSError, lzma.LZMAError)
+DAMAGED_HINT = ("nothing was published for this channel and date; download the bill again (a new "
+                "bill_download_url); if it fails again, ask Alipay for the bill")
 REQUIRED = ("支付宝交易号", "商户订单号", "业务类型", "完成时间", "订单金额（元）", "商家实收（元）", "服务费（元）",
             "退款批次号/请求号")
 COUPON_COLUMNS = ("支付宝红包（元）", "集分宝（元）", "支付宝优惠（元）")
@@ -56,9 +66,19 @@ def _clean(value: str) -> str:
     return value.strip().strip("\t").strip()
 
 
+def _fields(text: str) -> list[str]:
+    """The line's values, each cleaned. ``csv.Error`` (a field past the csv module's 128 KiB limit) becomes a
+    RowError: a line too odd to split is the caller's to reject or refuse, never a traceback."""
+    try:
+        return [_clean(v) for v in next(csv.reader([text]))]
+    except csv.Error as exc:
+        raise RowError(f"not valid CSV: {exc}") from None
+
+
 class AlipayNormalizer(Normalizer):
     """The Alipay trade bill zip (业务明细 and its 汇总)."""
 
+    @exact_totals
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
         with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:  # zipfile needs to seek
@@ -89,6 +109,10 @@ class AlipayNormalizer(Normalizer):
             if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
                 raise IntegrityError(f"unsafe entry name {name!r} in the archive", **where,
                                      hint="refusing to process it; ask the channel")
+            if info.flag_bits & 0x1:
+                raise IntegrityError(f"entry {name!r} is encrypted: an Alipay bill is not", **where,
+                                     hint="refusing it; download the bill again, and if it is encrypted again ask "
+                                          "Alipay for the plain bill")
             total += info.file_size
             if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
                 raise IntegrityError(f"entry {name!r} expands {info.file_size // info.compress_size}x "
@@ -104,22 +128,34 @@ class AlipayNormalizer(Normalizer):
                                  hint="the bill's layout changed or the archive is incomplete")
         return details[0], (summaries[0] if summaries else None)
 
-    @staticmethod
-    def _lines(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: dict):
-        """(line number, text) of a GBK member, streamed; bytes are counted against the declared size."""
-        seen = 0
-        with archive.open(info) as fh:
-            for number, data in enumerate(fh, start=1):
-                seen += len(data)
-                if seen > info.file_size:
-                    raise IntegrityError(f"entry {info.filename} is larger than declared", line=number, **where,
-                                         hint="refusing a corrupt archive")
-                try:
-                    yield number, data.decode("gbk").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise IntegrityError(f"{info.filename} is not GBK text (byte {exc.start})", line=number,
-                                         **where, hint="check the archive; the bill must be downloaded in binary "
-                                                       "mode") from exc
+    def _lines(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: dict):
+        """(line number, text) of a GBK member, streamed within the statement limits; bytes are counted against
+        the declared size. An entry zipfile cannot read as written is an IntegrityError naming it, never a
+        traceback: the archive is damaged or not what Alipay sends."""
+        seen, number = 0, 0
+        try:
+            with archive.open(info) as member:
+                # zipfile's own readline(limit) peeks 512 bytes at a time; a C buffered reader is many times faster
+                fh = io.BufferedReader(member, buffer_size=1 << 16)
+                for number, data in read_lines(fh, self.limits, where):
+                    seen += len(data)
+                    if seen > info.file_size:
+                        raise IntegrityError(f"entry {info.filename} is larger than declared", line=number, **where,
+                                             hint="refusing a corrupt archive; " + DAMAGED_HINT)
+                    try:
+                        text = data.decode("gbk").rstrip("\r\n")
+                    except UnicodeDecodeError as exc:
+                        raise IntegrityError(f"{info.filename} is not GBK text (byte {exc.start})", line=number,
+                                             **where, hint="check the archive; the bill must be downloaded in "
+                                                           "binary mode") from exc
+                    yield number, text
+            if seen != info.file_size:  # zipfile stops quietly where the data ends
+                raise IntegrityError(f"entry {info.filename} holds {seen} bytes, its header says {info.file_size}: "
+                                     "the archive is damaged", line=number or None, **where, hint=DAMAGED_HINT)
+        except ZIP_ERRORS as exc:
+            raise IntegrityError(f"entry {info.filename} cannot be read: the archive is damaged "
+                                 f"({type(exc).__name__}: {exc})", line=number + 1, **where,
+                                 hint=DAMAGED_HINT) from exc
 
     # -- the detail file ---------------------------------------------------------------------------------------
     def _detail(self, archive, info, raw: RawStatement, sink: Sink, where: dict) -> ControlReport:
@@ -141,12 +177,16 @@ class AlipayNormalizer(Normalizer):
                 for kind, pattern in (("PAYMENT", TRADE_TOTAL), ("REFUND", REFUND_TOTAL)):
                     m = pattern.match(text)
                     if m:
-                        footer[kind] = (int(m.group(1)), Decimal(m.group(2)), number)
+                        footer[kind] = (int(m.group(1)), parse_total(m.group(2)), number)
                 continue
             if not text.strip():
                 continue
             if header is None:
-                header = [_clean(h) for h in next(csv.reader([text]))]
+                try:
+                    header = _fields(text)
+                except RowError as exc:
+                    raise IntegrityError(f"the header row is {exc}", line=number, **where,
+                                         hint="check that the file is an Alipay bill; download it again") from None
                 missing = [c for c in REQUIRED if c not in header]
                 if missing:
                     raise IntegrityError(f"unknown column set: missing {', '.join(missing)}", line=number, **where,
@@ -154,7 +194,19 @@ class AlipayNormalizer(Normalizer):
                 index = {name: i for i, name in enumerate(header)}
                 continue
             report.data_rows += 1
-            values = [_clean(v) for v in next(csv.reader([text]))]
+            try:
+                values = _fields(text)
+            except RowError as exc:
+                # Alipay counted the row by its type: read the type (and the order) from a plain split, as for a
+                # short row; Alipay's values are not quoted
+                guess = [_clean(v) for v in text.split(",")]
+                kind = TYPES.get(guess[index["业务类型"]]) if index["业务类型"] < len(guess) else None
+                if kind is not None:
+                    counts[kind] += 1
+                order_no = readable_order_no(guess[index["商户订单号"]]) if index["商户订单号"] < len(guess) else ""
+                sink.reject(number, str(exc), text, order_no)
+                blind = True
+                continue
             # Alipay's footer counts rows by type; a short row usually still has its type, so count it.
             kind = TYPES.get(values[index["业务类型"]]) if index["业务类型"] < len(values) else None
             if kind is not None:
@@ -172,7 +224,7 @@ class AlipayNormalizer(Normalizer):
                 blind = True
             try:
                 sink.record(self._record(values, index, kind, source, number, account))
-            except (RowError, MoneyError, ValueError) as exc:
+            except (RowError, MoneyError, TimeError, ValueError) as exc:
                 sink.reject(number, str(exc), text, order_no)
         if header is None:
             raise IntegrityError("no header row: the detail file is empty or truncated", **where,
@@ -207,14 +259,16 @@ class AlipayNormalizer(Normalizer):
 
         if kind is None:
             raise RowError(f"unknown 业务类型 {col('业务类型')!r}")
+        for name in ("创建时间", "完成时间"):  # both must be real times, whichever is used
+            if col(name) or name == "完成时间" and not col("创建时间"):
+                standard_time(col(name), what=name)
         txn_time = col("完成时间") or col("创建时间")
-        if not TIME.match(txn_time):
-            raise RowError(f"完成时间 {txn_time!r} is not yyyy-MM-dd HH:mm:ss")
         amount = parse_money(col("订单金额（元）"))
         if (kind == "REFUND") != (amount < 0) and amount != 0:
             raise RowError(f"{col('业务类型')} row with amount {amount}: refunds are negative, payments positive")
-        coupon = sum((parse_money(col(c) or "0") for c in COUPON_COLUMNS if c in index), Decimal(0))
-        fee = abs(round_money(parse_money(col("服务费（元）") or "0")))
+        coupon = check_money(sum((parse_money(col(c) or "0") for c in COUPON_COLUMNS if c in index), Decimal(0)),
+                             "coupon (" + " + ".join(c for c in COUPON_COLUMNS if c in index) + ")")
+        fee = abs(check_money(round_money(parse_money(col("服务费（元）") or "0")), "服务费（元）"))
         refund_no = col("退款批次号/请求号") if kind == "REFUND" else ""
         if kind == "REFUND" and not refund_no:
             raise RowError("a refund row without 退款批次号/请求号")
@@ -232,7 +286,11 @@ class AlipayNormalizer(Normalizer):
         for number, text in self._lines(archive, info, where):
             if text.startswith("#") or not text.strip():
                 continue
-            values = [_clean(v) for v in next(csv.reader([text]))]
+            try:
+                values = _fields(text)
+            except RowError as exc:
+                raise IntegrityError(f"汇总 line is {exc}", line=number, **where,
+                                     hint="the two files of the bill disagree; download it again") from None
             if header is None:
                 header = values
                 continue
@@ -247,7 +305,11 @@ class AlipayNormalizer(Normalizer):
                                                                         "download it again or ask Alipay")
                 if "商家实收（元）" in row and not report.unverified:
                     total = (Decimal(report.computed["交易合计商家实收"]) + Decimal(report.computed["退款合计商家实收"]))
-                    if parse_money(row["商家实收（元）"]) != total:
+                    try:  # a total: it may have more digits than one amount
+                        declared = parse_total(row["商家实收（元）"])
+                    except MoneyError:
+                        declared = None
+                    if declared != total:
                         raise IntegrityError(f"汇总 商家实收 says {row['商家实收（元）']}, the detail rows add up to "
                                              f"{total}", line=number, **where,
                                              hint="the two files of the bill disagree; download it again")

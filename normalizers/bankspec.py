@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -31,10 +30,12 @@ from decimal import Decimal
 from typing import Callable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
+from normalizers.base import (LIMIT_OPTIONS, ControlReport, Normalizer, RawStatement, Sink, StatementLimits,
+                              decoded_lines, read_lines, readable_order_no)
 from recon.errors import ConfigError, IntegrityError
-from schemas.money import CENT, MoneyError, format_money, parse_money
+from schemas.money import CENT, MoneyError, check_money, exact_totals, format_money, parse_money, parse_total
 from schemas.standard import STATUSES, TXN_TYPES, StandardRecord
+from schemas.times import TimeError, format_time, parse_time
 
 FORMATS = ("csv", "fixed", "xml")
 # Standard columns a spec may fill; channel, txn_type and source_* are never read from the file.
@@ -44,7 +45,7 @@ MAPPABLE = ("merchant_id", "order_no", "refund_no", "channel_txn_id", "channel_r
 CONSTANT_OK = ("merchant_id", "status", "currency", "fee", "coupon_amount", "payer_id", "bank")
 CHECKS = ("count", "sum", "payment_count", "payment_sum", "refund_count", "refund_sum")
 COMMON_KEYS = {"format", "columns", "constants", "status_map", "txn_type", "time_format", "time_zone",
-               "business_time_zone", "amount_scale", "thousands_separator", "totals"}
+               "business_time_zone", "amount_scale", "thousands_separator", "totals", *LIMIT_OPTIONS}
 FORMAT_KEYS = {
     "csv": {"encoding", "skip_lines", "skip_patterns", "footer_patterns", "delimiter", "quote", "header", "names"},
     "fixed": {"encoding", "skip_lines", "skip_patterns", "footer_patterns", "width_unit", "record_length",
@@ -52,7 +53,7 @@ FORMAT_KEYS = {
     "xml": {"namespaces", "entries", "fields"},
 }
 TXN_TYPE_KEYS = {"field", "map", "default", "negative_is_refund"}
-_SCALED = re.compile(r"^-?\d+$")
+_SCALED = re.compile(r"^-?[0-9]+$")  # ASCII digits only (\d takes any script)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # "path/@attr" or "path@attr" at the very end; "[@a='b']" predicates inside the path are left to ElementTree
 _ATTRIBUTE = re.compile(r"^(?P<path>.*?)/?@(?P<attr>\{[^}]*\}[\w.-]+|[\w.:-]+)$")
@@ -365,25 +366,18 @@ class Declared:
     last_line: int = 0
 
 
-def _decode(spec: BankSpec, data: bytes, where: dict) -> list[str]:
-    """The file as text lines. Undecodable bytes make the whole file untrustworthy: IntegrityError with its line."""
-    try:
-        text = data.decode(spec.encoding)
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].decode(spec.encoding, "replace").count("\n") + 1
-        raise IntegrityError(f"byte {exc.start} is not valid {spec.encoding} ({exc.reason})", line=line, **where,
-                             hint="check the encoding in the channel file's [normalizer] table, or download the "
-                                  "statement again in binary mode") from exc
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    # split("\n"), not splitlines(): the latter also splits on \x1c, \u2028…, which would shift line numbers.
-    lines = [ln.rstrip("\r") for ln in text.split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
+def _text_lines(spec: BankSpec, stream, limits: StatementLimits, where: dict) -> Iterator[tuple[int, str]]:
+    """(line, text) of the file, streamed within the statement limits. Undecodable bytes make the whole file
+    untrustworthy: IntegrityError with its line."""
+    # split at "\n" only, not splitlines(): the latter also splits on \x1c, \u2028…, which would shift line numbers.
+    for number, text in decoded_lines(stream, spec.encoding, limits, where,
+                                      hint="check the encoding in the channel file's [normalizer] table, or "
+                                           "download the statement again in binary mode"):
+        yield number, text.rstrip("\r")
 
 
-def _data_lines(spec: BankSpec, lines: list[str], declared: Declared, where: dict) -> Iterator[tuple[int, str]]:
+def _data_lines(spec: BankSpec, lines: Iterator[tuple[int, str]], declared: Declared,
+                where: dict) -> Iterator[tuple[int, str]]:
     """(line, text) of the lines that are data in a text statement; footer captures go to ``declared``.
 
     Skipped: the first ``skip_lines``, blank lines and lines matching a skip
@@ -392,7 +386,7 @@ def _data_lines(spec: BankSpec, lines: list[str], declared: Declared, where: dic
     statements glued together or a damaged file).
     """
     in_footer = False
-    for number, text in enumerate(lines, start=1):
+    for number, text in lines:
         declared.last_line = number
         if number <= spec.skip_lines or not text.strip() or any(p.search(text) for p in spec.skip_patterns):
             continue
@@ -417,11 +411,11 @@ def _data_lines(spec: BankSpec, lines: list[str], declared: Declared, where: dic
                              line=declared.last_line or None, **where, hint="download the statement again")
 
 
-def read_csv(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> Iterator[Row]:
+def read_csv(spec: BankSpec, stream, limits: StatementLimits, declared: Declared, where: dict) -> Iterator[Row]:
     """Rows of a delimited statement, fields named by the header row or by ``names``."""
     quoting = dict(quotechar=spec.quote, quoting=csv.QUOTE_MINIMAL) if spec.quote else dict(quoting=csv.QUOTE_NONE)
     names = list(spec.names)
-    for number, text in _data_lines(spec, _decode(spec, data, where), declared, where):
+    for number, text in _data_lines(spec, _text_lines(spec, stream, limits, where), declared, where):
         try:
             values = [v.strip() for v in next(csv.reader([text], delimiter=spec.delimiter, strict=True, **quoting))]
         except csv.Error as exc:
@@ -448,10 +442,10 @@ def read_csv(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> It
                              hint="download the statement again")
 
 
-def read_fixed(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> Iterator[Row]:
+def read_fixed(spec: BankSpec, stream, limits: StatementLimits, declared: Declared, where: dict) -> Iterator[Row]:
     """Rows of a fixed-width statement; positions count characters or, for GBK layouts, bytes."""
     by_bytes = spec.width_unit == "bytes"
-    for number, text in _data_lines(spec, _decode(spec, data, where), declared, where):
+    for number, text in _data_lines(spec, _text_lines(spec, stream, limits, where), declared, where):
         # Re-encoding a decoded line gives back its bytes: the codecs we accept round-trip.
         record = text.encode(spec.encoding) if by_bytes else text
         if len(record) > spec.record_length:
@@ -471,10 +465,15 @@ def read_fixed(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> 
         yield Row(number, fields, text, "; ".join(problems))
 
 
-def read_xml(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> Iterator[Row]:
-    """One row per element selected by ``entries``; fields by relative path. The encoding is the XML's own."""
+def read_xml(spec: BankSpec, stream, limits: StatementLimits, declared: Declared, where: dict) -> Iterator[Row]:
+    """One row per element selected by ``entries``; fields by relative path. The encoding is the XML's own.
+
+    The document is read line by line within the statement limits; ElementTree keeps the whole tree (and the
+    lines are kept to show an entry's text in a reject), so an XML statement is held in memory, at most
+    ``max_statement_bytes`` of it."""
     parser = ET.XMLPullParser(events=("start", "end"))
-    lines = data.split(b"\n")
+    lines: list[bytes] = []
+    ended = 1  # whether the document ends with a line end (an empty document counts one empty line)
     first_line: dict[ET.Element, int] = {}
     last_line: dict[ET.Element, int] = {}
     parent: dict[ET.Element, ET.Element] = {}
@@ -482,8 +481,10 @@ def read_xml(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> It
     root = None
     try:
         # Fed a line at a time so that each element's events tell which line it is on.
-        for number, chunk in enumerate(lines, start=1):
-            parser.feed(chunk + b"\n" if number < len(lines) else chunk)
+        for number, chunk in read_lines(stream, limits, where):
+            ended = int(chunk.endswith(b"\n"))
+            lines.append(chunk[:-1] if ended else chunk)
+            parser.feed(chunk)
             for event, elem in parser.read_events():
                 if event == "start":
                     first_line[elem] = number
@@ -501,7 +502,7 @@ def read_xml(spec: BankSpec, data: bytes, declared: Declared, where: dict) -> It
                              hint="the file is truncated or damaged; download the statement again") from exc
     if root is None:
         raise IntegrityError("the statement is empty", line=1, **where, hint="download the statement again")
-    declared.last_line = len(lines)
+    declared.last_line = len(lines) + ended  # as split("\n") counts: a final line end starts an empty last line
 
     def raw_text(elem) -> str:
         # The entry's source lines, indentation dropped, so a reject shows the XML as the bank wrote it.
@@ -555,8 +556,11 @@ class RowMapper:
             return self.spec.constants[column]
         return next((fields[n] for n in self.spec.columns.get(column, ()) if fields.get(n)), "")
 
-    def money(self, text: str, what: str) -> Decimal:
-        """An amount in major units; thousands separators removed, minor units scaled. Never float."""
+    def money(self, text: str, what: str, *, total: bool = False) -> Decimal:
+        """An amount in major units; thousands separators removed, minor units scaled. Never float.
+
+        An amount of a row is within DECIMAL(18,2) (``check_money``); a control total (``total``) may be larger:
+        rows at the maximum add up past it."""
         text = text.strip()
         if self.spec.thousands_separator:
             text = text.replace(self.spec.thousands_separator, "")
@@ -566,9 +570,15 @@ class RowMapper:
             value = Decimal(text).scaleb(-self.spec.amount_scale)
             if value != value.quantize(CENT):
                 raise RowError(f"{what} {text!r} has more precision than a cent")
-            return parse_money(format_money(value.quantize(CENT)))  # same range checks as any amount
+            value = value.quantize(CENT)
+            if total:
+                return value
+            try:
+                return check_money(value, what)  # the same range as any amount
+            except MoneyError as exc:
+                raise RowError(str(exc)) from None
         try:
-            return parse_money(text)
+            return parse_total(text) if total else parse_money(text)
         except MoneyError as exc:
             raise RowError(f"{what}: {exc}") from None
 
@@ -593,20 +603,13 @@ class RowMapper:
         return kind, amount
 
     def time(self, text: str) -> str:
-        """The source time in the business time zone, as YYYY-MM-DD HH:MM:SS."""
-        for fmt in self.spec.time_formats:
-            try:
-                moment = dt.datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-        else:
-            raise RowError(f"txn_time {text!r} does not match {' or '.join(self.spec.time_formats)}")
+        """The source time in the business time zone, as YYYY-MM-DD HH:MM:SS (the one time rule, ``parse_time``)."""
+        moment = parse_time(text, self.spec.time_formats, what="txn_time")
         if moment.tzinfo is None and self.spec.time_zone is not None:
             moment = moment.replace(tzinfo=self.spec.time_zone)
         if moment.tzinfo is not None:
             moment = moment.astimezone(self.spec.business_zone)
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
+        return format_time(moment)
 
     def record(self, fields: dict, kind: str, amount: Decimal, source_file: str, line: int) -> StandardRecord:
         """The standard record of a row whose type and amount are already known."""
@@ -671,11 +674,12 @@ class BankSpecNormalizer(Normalizer):
         self.spec = BankSpec.parse(self.options, channel.conf_file, channel.name)
         self.mapper = RowMapper(self.spec, channel.name)
 
+    @exact_totals
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
         declared = Declared()
         report, tally = ControlReport(), _Tally()
-        for row in READERS[self.spec.format](self.spec, raw.stream.read(), declared, where):
+        for row in READERS[self.spec.format](self.spec, raw.stream, self.limits, declared, where):
             report.data_rows += 1
             # Type and amount first, even for a row that will be rejected: the bank's totals include it.
             kind = amount = None
@@ -683,7 +687,7 @@ class BankSpecNormalizer(Normalizer):
                 kind, amount = self.mapper.type_and_amount(row.fields)
             except _UnknownType as exc:
                 amount, reason = exc.amount, str(exc)
-            except (RowError, MoneyError) as exc:
+            except (RowError, MoneyError, TimeError) as exc:
                 reason = str(exc)
             tally.add(kind, amount)
             order_no = readable_order_no(self.mapper.value(row.fields or {}, "order_no"))
@@ -692,7 +696,7 @@ class BankSpecNormalizer(Normalizer):
                 continue
             try:
                 sink.record(self.mapper.record(row.fields, kind, amount, raw.name, row.line))
-            except (RowError, MoneyError, ValueError) as exc:
+            except (RowError, MoneyError, TimeError, ValueError) as exc:
                 sink.reject(row.line, str(exc), row.raw, order_no)
         self._check_totals(declared, tally, report, where)
         return report
@@ -732,7 +736,7 @@ class BankSpecNormalizer(Normalizer):
         if check.endswith("count"):
             sep = self.spec.thousands_separator
             return sum(int(p.replace(sep, "") if sep else p) for p in parts)
-        return sum((self.mapper.money(p, check) for p in parts), Decimal(0))
+        return sum((self.mapper.money(p, check, total=True) for p in parts), Decimal(0))
 
 
 NORMALIZER = BankSpecNormalizer

@@ -56,14 +56,17 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
+import io
 import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
+from normalizers.base import (ControlReport, Normalizer, RawStatement, Sink, decoded_lines, read_lines,
+                              readable_order_no)
 from recon.errors import IntegrityError
+from schemas.money import check_money, exact_totals
 from schemas.standard import StandardRecord
+from schemas.times import format_time, parse_time
 
 REQUIRED_COLUMNS = (
     "Transaction ID", "Invoice ID", "PayPal Reference ID", "PayPal Reference ID Type", "Transaction Event Code",
@@ -100,9 +103,10 @@ def minor_units(text: str, name: str, *, blank_is_zero: bool = False) -> int:
     return int(value)
 
 
-def to_money(minor: int) -> Decimal:
-    """Hundredths as Decimal major units (exact: no float on the way)."""
-    return Decimal(minor).scaleb(-2)
+def to_money(minor: int, name: str = "amount") -> Decimal:
+    """Hundredths as Decimal major units (exact: no float on the way), within the one amount range
+    (``check_money``): a 20-digit amount is a rejected row, not an ArrowInvalid in the Parquet copy."""
+    return check_money(Decimal(minor).scaleb(-2), name)
 
 
 class _Section:
@@ -121,6 +125,7 @@ class _Section:
 class PayPalNormalizer(Normalizer):
     """The PayPal settlement report (STL), version 009 columns, selected by name."""
 
+    @exact_totals
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
         zone = ZoneInfo(self.options.get("timezone", "Asia/Shanghai"))
@@ -143,12 +148,16 @@ class PayPalNormalizer(Normalizer):
             last = number
             if not text.strip():
                 continue
-            row = next(csv.reader([text], delimiter=",", quotechar='"', doublequote=True, strict=False))
+            try:
+                row = next(csv.reader([text], delimiter=",", quotechar='"', doublequote=True, strict=False))
+            except csv.Error as exc:  # a field past the csv module's 128 KiB limit: not a report row
+                raise fail(f"the line is not valid CSV ({exc}): not a PayPal settlement report row", number) from None
             rtype = row[0].strip() if row else ""
             if seen_ff:
                 raise fail("content after the FF file footer", number)
-            if rtype not in KNOWN_TYPES:
-                raise fail(f"unknown record type {rtype[:10]!r}: not a PayPal settlement report row", number,
+            if rtype not in KNOWN_TYPES:  # the line is not a report row: none of it is quoted
+                raise fail("the first field is not a record type (RH, FH, SH, CH, SB, SF, SC, RF, RC, FF): not a "
+                           "PayPal settlement report row", number,
                            hint="check that the file is an STL report; a normalizer update may be needed")
             if not seen_rh and rtype != "RH":
                 raise fail(f"the report starts with {rtype}, not the RH report header", number)
@@ -217,40 +226,28 @@ class PayPalNormalizer(Normalizer):
         return report
 
     # -- pieces ----------------------------------------------------------------
-    @staticmethod
-    def _lines(raw: RawStatement, where: dict):
-        """(line number, text, decoding problem or '') of each physical line; BOM and line end removed."""
-        head = raw.stream.read(4)
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            # Old reports: UTF-16. They are small; decode whole so a character is never split.
-            data = head + raw.stream.read()
-            try:
-                text = data.decode("utf-16")
-            except UnicodeDecodeError as exc:
-                raise IntegrityError(f"not valid UTF-16 at byte {exc.start}", line=None, **where,
-                                     hint="download the report again in binary mode") from exc
-            for number, line in enumerate(text.split("\n"), start=1):
-                yield number, line.rstrip("\r"), ""
+    def _lines(self, raw: RawStatement, where: dict):
+        """(line number, text, decoding problem or '') of each physical line; BOM and line end removed.
+
+        Streamed within the statement limits (``read_lines``), UTF-16 included."""
+        stream = raw.stream if hasattr(raw.stream, "peek") else io.BufferedReader(raw.stream)
+        if stream.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            yield from self._utf16_lines(stream, where)
             return
-        rest = raw.stream
-
-        def chunks():
-            first = head + rest.readline()  # the 4 peeked bytes may hold a line end: split them again
-            if first.startswith(codecs.BOM_UTF8):
-                first = first[3:]
-            *whole, tail = first.split(b"\n")
-            for piece in whole:
-                yield piece + b"\n"
-            if tail:
-                yield tail
-            yield from rest
-
-        for number, data in enumerate(chunks(), start=1):
+        for number, data in read_lines(stream, self.limits, where):
+            if number == 1 and data.startswith(codecs.BOM_UTF8):
+                data = data[3:]
             data = data.rstrip(b"\r\n")
             try:
                 yield number, data.decode("utf-8"), ""
             except UnicodeDecodeError as exc:
                 yield number, data.decode("utf-8", "replace"), f"not valid UTF-8 at byte {exc.start}"
+
+    def _utf16_lines(self, stream, where: dict):
+        """Old reports, UTF-16 (told by their BOM): decoded as a stream within the statement limits."""
+        for number, text in decoded_lines(stream, "utf-16", self.limits, where,
+                                          hint="download the report again in binary mode"):
+            yield number, text.rstrip("\r"), ""
 
     @staticmethod
     def _columns(row: list[str], number: int, fail) -> dict[str, int]:
@@ -308,19 +305,21 @@ class PayPalNormalizer(Normalizer):
         currency = col("Gross Transaction Currency")
         if not CURRENCY.match(currency):
             raise RowError(f"Gross Transaction Currency {currency!r} is not an ISO 4217 code")
-        amount = to_money(minor_units(col("Gross Transaction Amount"), "Gross Transaction Amount"))
+        amount = to_money(minor_units(col("Gross Transaction Amount"), "Gross Transaction Amount"),
+                          "Gross Transaction Amount")
         fee_minor = minor_units(col("Fee Amount"), "Fee Amount", blank_is_zero=True)
         fee_dc = col("Fee Debit or Credit")
         if fee_minor and fee_dc not in ("CR", "DR"):
             raise RowError(f"Fee Debit or Credit {fee_dc!r} is neither CR nor DR")
         if fee_minor and col("Fee Currency") != currency:
             raise RowError(f"fee in {col('Fee Currency')!r}, gross in {currency}: review it by hand")
-        fee = to_money(-fee_minor if fee_dc == "CR" else fee_minor)
-        stamp = col("Transaction Completion Date") or col("Transaction Initiation Date")
-        try:
-            txn_time = dt.datetime.strptime(stamp, TIME_FORMAT).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            raise RowError(f"transaction date {stamp!r} is not yyyy/mm/dd hh:mm:ss ±hhmm") from None
+        fee = to_money(-fee_minor if fee_dc == "CR" else fee_minor, "Fee Amount")
+        moments = {}
+        for name in ("Transaction Completion Date", "Transaction Initiation Date"):  # both real times, when given
+            if col(name) or (name == "Transaction Initiation Date" and not moments):
+                moments[name] = parse_time(col(name), TIME_FORMAT, what=name)
+        moment = moments.get("Transaction Completion Date") or moments["Transaction Initiation Date"]
+        txn_time = format_time(moment.astimezone(zone))
         txn_id = col("Transaction ID")
         common = dict(channel=self.channel.name, merchant_id=account, txn_type=txn_type, status="SUCCESS",
                       currency=currency, amount=amount, fee=fee, coupon_amount=Decimal("0.00"), txn_time=txn_time,

@@ -48,10 +48,11 @@ import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
+from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, read_lines, readable_order_no
 from recon.errors import IntegrityError
-from schemas.money import MoneyError, format_money
+from schemas.money import MoneyError, check_money, exact_totals, format_money
 from schemas.standard import StandardRecord
+from schemas.times import TimeError, parse_time
 
 # (name, width in bytes), in file order: the ZM detail layout.
 FIELDS = (
@@ -150,7 +151,7 @@ def fen_to_yuan(text: str, name: str, *, signed: bool, blank_is_zero: bool) -> D
         value = value[1:]
     if not (value.isascii() and value.isdigit()):
         raise RowError(f"{name} {text.strip()!r} is not " + ("[C|D]+digits in fen" if signed else "digits in fen"))
-    return (sign * Decimal(int(value))).scaleb(-2)
+    return check_money((sign * Decimal(int(value))).scaleb(-2), name)  # the one amount range, as for major units
 
 
 def year_for(month: int, day: int, settlement: dt.date) -> int:
@@ -164,13 +165,14 @@ def year_for(month: int, day: int, settlement: dt.date) -> int:
         if best is None or abs(candidate - settlement) < abs(best - settlement):
             best = candidate
     if best is None:
-        raise RowError(f"交易传输时间 has no valid date {month:02d}{day:02d}")
+        raise TimeError(f"交易传输时间 {month:02d}{day:02d}…: no year has this date (MMDD), it is not a valid time")
     return best.year
 
 
 class UnionPayNormalizer(Normalizer):
     """The UnionPay online ZM detail file (fixed width in GBK bytes)."""
 
+    @exact_totals
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
         if re.search(r"ZME_", raw.name):
@@ -181,7 +183,7 @@ class UnionPayNormalizer(Normalizer):
         sums = {"PAYMENT": Decimal(0), "REFUND": Decimal(0)}
         fee_total = Decimal(0)
         pending = None  # the last non-blank line: held back until we know whether it is the file's last
-        for number, data in self._lines(raw):
+        for number, data in self._lines(raw, where):
             if pending is not None:
                 fee_total += self._line(pending, raw, sink, report, sums, zone)
             pending = (number, data)
@@ -203,10 +205,10 @@ class UnionPayNormalizer(Normalizer):
         m = FILE_NAME.search(name)
         return frozenset([m.group(1)]) if m else frozenset()
 
-    @staticmethod
-    def _lines(raw: RawStatement):
-        """(line number, bytes) of each non-blank line, line end removed. GBK never uses 0x0A/0x0D in a character."""
-        for number, data in enumerate(raw.stream, start=1):
+    def _lines(self, raw: RawStatement, where: dict):
+        """(line number, bytes) of each non-blank line, line end removed. GBK never uses 0x0A/0x0D in a character.
+        Read within the statement limits (a line is 607 bytes; anything near max_line_bytes is not a ZM file)."""
+        for number, data in read_lines(raw.stream, self.limits, where):
             data = data.rstrip(b"\r\n")
             if data.strip():
                 yield number, data
@@ -217,7 +219,7 @@ class UnionPayNormalizer(Normalizer):
         report.data_rows += 1
         try:
             rec = self._record(data, raw, number, zone)
-        except (RowError, MoneyError, ValueError) as exc:
+        except (RowError, MoneyError, TimeError, ValueError) as exc:
             sink.reject(number, str(exc), mask_line(data, self._merchant_ids(raw.name)), order_no_at(data))
             return Decimal(0)
         sink.record(rec)
@@ -245,11 +247,9 @@ class UnionPayNormalizer(Normalizer):
         if not TRANSMIT_TIME.match(stamp):
             raise RowError(f"交易传输时间 {stamp.decode(ENCODING, 'replace')!r} is not MMDDhhmmss")
         s = stamp.decode("ascii")
-        month, day, hour, minute, second = (int(s[i:i + 2]) for i in range(0, 10, 2))
-        try:
-            local = dt.datetime(year_for(month, day, raw.day), month, day, hour, minute, second, tzinfo=SOURCE_ZONE)
-        except ValueError as exc:
-            raise RowError(f"交易传输时间 {s!r} is not a valid time: {exc}") from None
+        year = year_for(int(s[0:2]), int(s[2:4]), raw.day)
+        moment = parse_time(f"{year:04d}{s}", "%Y%m%d%H%M%S", what="交易传输时间 (with the year of the settlement date)")
+        local = moment.replace(tzinfo=SOURCE_ZONE)
         txn_time = local.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
         amount = fen_to_yuan(field("交易金额"), "交易金额", signed=False, blank_is_zero=False)
         fee = fen_to_yuan(field("商户手续费"), "商户手续费", signed=True, blank_is_zero=True)

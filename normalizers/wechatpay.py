@@ -19,17 +19,18 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
-from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, readable_order_no
+from normalizers.base import (ControlReport, Normalizer, RawStatement, Sink, StatementLimits, first_long_line,
+                              readable_order_no)
 from recon.errors import IntegrityError
-from schemas.money import MoneyError, format_money, parse_money, round_money
+from schemas.money import MoneyError, check_money, exact_totals, format_money, parse_money, parse_total, round_money
 from schemas.standard import StandardRecord
+from schemas.times import TimeError, arrow_times_valid, standard_time
 
 SUMMARY_FIRST = "总交易单数"
 SUMMARY_FIRST_BYTES = SUMMARY_FIRST.encode("utf-8")
@@ -45,7 +46,6 @@ SIGNED_5DP = r"^-?\d{1,16}(\.\d{1,5})?$"
 PY_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
                 "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 FREE_TEXT = ("商户号", "微信订单号", "商户订单号", "用户标识", "付款银行", "货币种类", "商户退款单号", "微信退款单号")
-TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 PAYMENT_STATUS = {"SUCCESS": "SUCCESS", "REVOKED": "REVOKED", "CLOSED": "CLOSED", "USERPAYING": "PROCESSING",
                   "PAYERROR": "FAILED", "NOTPAY": "PROCESSING"}
 REFUND_STATUS = {"SUCCESS": "SUCCESS", "PROCESSING": "PROCESSING", "FAIL": "FAILED", "FAILED": "FAILED",
@@ -131,21 +131,26 @@ def _unbacktick(value: str) -> str:
 
 
 def _open(raw: RawStatement):
-    """The statement's bytes, gzip undone (tar_type=GZIP), as a buffered stream."""
+    """The statement's bytes, gzip undone (tar_type=GZIP), as a buffered stream. Gzip decompresses only what is
+    read, so the reader's limits bound it (``_blocks``)."""
     stream = raw.stream if hasattr(raw.stream, "peek") else io.BufferedReader(raw.stream)
     if stream.peek(2)[:2] == b"\x1f\x8b":
         return io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"), buffer_size=1 << 20)
     return stream
 
 
-def _blocks(stream, first_line: int):
+def _blocks(stream, first_line: int, limits: StatementLimits, where: dict, budget: int):
     """(number of the first line, bytes of whole lines, number of lines) in blocks of about BLOCK_BYTES.
 
     Each block is a fresh ``bytearray`` read into directly (no copies of the
     data besides the partial last line carried over). A last line without its
-    newline gets one, so every block ends with b"\n".
+    newline gets one, so every block ends with b"\n". A line longer than
+    ``max_line_bytes`` (even one not ended yet) fails at once, so the carried
+    part never grows past it: memory stays at a block and a line. More than
+    ``budget`` bytes (what ``max_statement_bytes`` leaves after the header)
+    fail at the line holding the first byte too many.
     """
-    leftover, line = b"", first_line
+    leftover, line, total = b"", first_line, 0
     while True:
         buf = bytearray(len(leftover) + BLOCK_BYTES)
         buf[:len(leftover)] = leftover
@@ -155,7 +160,14 @@ def _blocks(stream, first_line: int):
             if not got:
                 break
             size += got
+            total += got
         view.release()
+        if total > budget:
+            over_at = size - (total - budget)  # the first byte past the limit
+            raise limits.too_large(line + buf.count(b"\n", 0, over_at), where)
+        long_at = first_long_line(buf, limits.max_line_bytes, 0, size)
+        if long_at >= 0:
+            raise limits.line_too_long(line + buf.count(b"\n", 0, long_at), where)
         if size == len(leftover):  # end of file
             if leftover:
                 yield line, bytearray(leftover + b"\n"), 1
@@ -198,6 +210,7 @@ class WeChatPayNormalizer(Normalizer):
     bulk = True
     workers: int | None = None  # threads for the bulk conversion; None: one per core (at most MAX_WORKERS)
 
+    @exact_totals
     def normalize(self, raw: RawStatement, sink: Sink) -> ControlReport:
         where = dict(channel=raw.channel, date=raw.day.isoformat(), file=raw.name)
         self._last_line = 1
@@ -209,20 +222,26 @@ class WeChatPayNormalizer(Normalizer):
         return self._report
 
     def _normalize(self, raw: RawStatement, sink: Sink, where: dict) -> None:
+        limits = self.limits
         stream = _open(raw)
-        first = stream.readline()
+        first = stream.readline(limits.max_line_bytes + 1)
+        budget = limits.max_statement_bytes - len(first)  # what the lines after the header may hold
+        if budget < 0:
+            raise limits.too_large(1, where)
         if not first:
             raise IntegrityError("the statement is empty", line=1, **where,
                                  hint="the download was probably cut short; download it again")
+        if len(first) > limits.max_line_bytes and not first.endswith(b"\n"):
+            raise limits.line_too_long(1, where)
         first = first.rstrip(b"\r\n")
         if first.startswith(b"\xef\xbb\xbf"):
             first = first[3:]
         header = self._decode_header(first, 1, where)
         cs = column_set(header)
         if cs is None:
-            raise IntegrityError(f"unknown column set ({len(header)} columns starting {','.join(header[:4])}…)",
-                                 line=1, **where,
-                                 hint="the channel changed its bill format; a normalizer update is needed")
+            raise IntegrityError(f"unknown column set: {_describe_names(header, COLUMN_SETS)}", line=1, **where,
+                                 hint="check that the file is a WeChat Pay bill; if the channel changed its bill "
+                                      "format, a normalizer update is needed")
         index = {name: i for i, name in enumerate(header)}
         # a summary field whose column this bill type does not carry sums to zero
         sums = {col: Decimal(0) for col in cs.summary.values() if col}
@@ -264,7 +283,7 @@ class WeChatPayNormalizer(Normalizer):
                 finish(pending.popleft())
 
         try:
-            for first_line, block, lines in _blocks(stream, 2):
+            for first_line, block, lines in _blocks(stream, 2, limits, where, budget):
                 last_line = self._last_line = first_line + lines - 1
                 if summary_line is None:
                     at = 0 if block.startswith(SUMMARY_FIRST_BYTES) else block.find(b"\n" + SUMMARY_FIRST_BYTES) + 1
@@ -282,8 +301,13 @@ class WeChatPayNormalizer(Normalizer):
                         text = data.decode("utf-8", "replace")
                         summary_line, summary_header = number, tuple(text.split(","))
                         if not set(summary_header) <= set(cs.summary) or SUMMARY_FIRST not in summary_header:
-                            raise IntegrityError(f"summary header {text!r} does not match the {cs.name} column set",
-                                                 line=number, **where, hint="a normalizer update is needed")
+                            known = [n for n in summary_header if n in cs.summary]
+                            raise IntegrityError(
+                                f"the summary header does not match the {cs.name} column set: "
+                                f"{len(summary_header)} fields, {len(summary_header) - len(known)} of them not its "
+                                f"summary names (known: {', '.join(known) or 'none'})", line=number, **where,
+                                hint="check that the file is one WeChat Pay bill; if the channel changed its "
+                                     "format, a normalizer update is needed")
                     elif summary is None:
                         if data.strip():
                             summary = self._parse_summary(data, number, summary_header, where)
@@ -319,7 +343,7 @@ class WeChatPayNormalizer(Normalizer):
         self._add_to_sums(values, index, sums, blind)
         try:
             sink.record(self._record(values, index, cs, raw, number))
-        except (RowError, MoneyError, ValueError) as exc:
+        except (RowError, MoneyError, TimeError, ValueError) as exc:
             sink.reject(number, str(exc), text, _order_no(values, index))
 
     # -- in bulk: the same result for clean blocks, vectorized with Arrow --------------------------------------
@@ -404,8 +428,8 @@ class WeChatPayNormalizer(Normalizer):
                 return None
         if not ok(pc.not_equal(col("商户订单号"), "")):
             return None
-        if not ok(pc.match_substring_regex(col("交易时间"), TIME.pattern)):
-            return None
+        if not arrow_times_valid(col("交易时间")):
+            return None  # a time parse_time refuses (or one Arrow cannot tell): row by row, where it is rejected
         # Every amount in one regex per row, over the values joined with "," (a value of the unquoted bill never
         # holds a comma, so this is each value against its own pattern): the amount (not negative), the coupon,
         # the fee (5 decimals) and every summed column.
@@ -420,9 +444,11 @@ class WeChatPayNormalizer(Normalizer):
                 return None
             if "退款成功时间" in index or "退款申请时间" in index:
                 refund_time = pc.if_else(pc.not_equal(col("退款成功时间"), ""), col("退款成功时间"), col("退款申请时间"))
-                if not ok(pc.or_(pc.invert(refund), pc.or_(pc.equal(refund_time, ""),
-                                                          pc.match_substring_regex(refund_time, TIME.pattern)))):
-                    return None
+                # the row path checks both times of a refund row, whichever it uses (the used one is one of them)
+                for name in ("退款成功时间", "退款申请时间"):
+                    stamp = col(name)
+                    if not arrow_times_valid(stamp, pc.and_(refund, pc.not_equal(stamp, ""))):
+                        return None
 
         def mapped(values, mapping: dict):
             keys = list(mapping)
@@ -512,11 +538,9 @@ class WeChatPayNormalizer(Normalizer):
         def col(name: str) -> str:
             return v[index[name]].strip() if name in index else ""
 
-        txn_time = col("交易时间")
-        if not TIME.match(txn_time):
-            raise RowError(f"交易时间 {txn_time!r} is not yyyy-MM-dd HH:mm:ss")
+        txn_time = standard_time(col("交易时间"), what="交易时间")
         trade_status = col("交易状态")
-        fee = round_money(parse_money(col(FEE_COLUMN), places=5))
+        fee = check_money(round_money(parse_money(col(FEE_COLUMN), places=5)), FEE_COLUMN)
         sub = col(cs.sub_merchant)
         common = dict(
             channel=self.channel.name, merchant_id=sub if sub not in ("", "0") else col("商户号"),
@@ -526,10 +550,11 @@ class WeChatPayNormalizer(Normalizer):
         )
         if trade_status == "REFUND" or "退款成功时间" in index:
             # REFUND bills: the success time, or (still processing) the application time
+            for name in ("退款成功时间", "退款申请时间"):
+                if col(name):
+                    standard_time(col(name), what=name)
             refund_time = col("退款成功时间") or col("退款申请时间")
             if refund_time:
-                if not TIME.match(refund_time):
-                    raise RowError(f"refund time {refund_time!r} is not yyyy-MM-dd HH:mm:ss")
                 common["txn_time"] = refund_time
             status = REFUND_STATUS.get(col("退款状态"))
             if status is None:
@@ -559,8 +584,8 @@ class WeChatPayNormalizer(Normalizer):
                 ok = declared == computed
             else:
                 computed = format(sums[column], "f") if column == FEE_COLUMN else format_money(sums[column])
-                try:
-                    ok = parse_money(declared, places=5) == sums[column]
+                try:  # a total, not an amount: it may have more digits than DECIMAL(18,2)
+                    ok = parse_total(declared, places=5) == sums[column]
                 except MoneyError:
                     ok = False
                 if field_name in report.unverified:
@@ -578,6 +603,18 @@ class WeChatPayNormalizer(Normalizer):
 
 
 NORMALIZER = WeChatPayNormalizer
+
+
+def _describe_names(header: tuple[str, ...], column_sets) -> str:
+    """A header that matches no column set, described without quoting it: the line was not parsed as a bill
+    header, so it may hold anything (a secret, another file's text). Only names of a known column set are
+    shown, and how many others there are."""
+    known_names = set().union(*(cs.columns for cs in column_sets))
+    known = [n for n in dict.fromkeys(header) if n in known_names]
+    shown = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+    unknown = sum(1 for n in header if n not in known_names)
+    return (f"{len(header)} columns, {unknown} of them not WeChat Pay column names"
+            f" (known: {shown or 'none'})")
 
 
 def _order_no(values: list[str], index: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas.money import format_money
+from schemas.money import check_money, format_money
 
 COLUMNS = (
     "channel", "merchant_id", "txn_type", "order_no", "refund_no", "channel_txn_id", "channel_refund_id",
@@ -50,6 +50,8 @@ class StandardRecord:
             raise ValueError("a refund needs its merchant refund number")
         if self.amount < 0:
             raise ValueError(f"amount must be positive, got {self.amount}")
+        for name in MONEY_COLUMNS:  # the amount rule, a last guard: the Parquet copy and Spark hold DECIMAL(18,2)
+            check_money(getattr(self, name), name)
 
     def as_csv_row(self) -> list[str]:
         """The record as CSV fields, in COLUMNS order (attribute access: astuple deep-copies)."""
