@@ -80,4 +80,24 @@ def get_spark(settings: Settings | None = None, overrides: dict[str, str] | None
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if not log.isEnabledFor(logging.DEBUG):
+        _quiet_task_failures(spark)
     return spark
+
+
+# Where Spark logs a failed task with the JVM's stack trace (a bad row of an input file fails its task). The job
+# turns the failure it gets back into a message naming the file, line and cause (jobs/read_errors.py), so the
+# trace would only bury that message; `recon -v` keeps them.
+TASK_FAILURE_LOGGERS = ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager",
+                        # the killed sibling tasks' shuffle files, cleaned up by Spark anyway
+                        "org.apache.spark.storage.DiskBlockObjectWriter")
+
+
+def _quiet_task_failures(spark) -> None:
+    jvm = spark.sparkContext._jvm
+    try:
+        level = jvm.org.apache.logging.log4j.Level.OFF
+        for name in TASK_FAILURE_LOGGERS:
+            jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, level)
+    except Exception as exc:  # another logging backend under spark-submit: keep its configuration
+        log.debug("left Spark's task failure logging as it is: %s", exc)

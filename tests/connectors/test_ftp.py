@@ -8,7 +8,7 @@ import pytest
 
 from recon.config import ChannelSettings
 from recon.errors import FatalError, UnavailableError
-from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract
+from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract, FolderContract
 from tests.connectors.servers.ftp import PASSWORD, USERNAME, FaultyFtpServer
 
 PASSWORD_ENV = "RECON_TEST_FTP_PASSWORD"
@@ -151,7 +151,7 @@ class FtpExtras:
         assert "login refused" in info.value.message and "password" in info.value.hint
 
 
-class TestFtp(FtpExtras, ConnectorContract):
+class TestFtp(FtpExtras, ConnectorContract, FolderContract):
     connector_type = "ftp"
 
     @pytest.fixture
@@ -174,7 +174,7 @@ class TestFtp(FtpExtras, ConnectorContract):
         assert not commands(server, "PASV") and not commands(server, "EPSV")
 
 
-class TestFtps(FtpExtras, ConnectorContract):
+class TestFtps(FtpExtras, ConnectorContract, FolderContract):
     connector_type = "ftps"
 
     @pytest.fixture

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from recon.errors import ConfigError, FatalError
-from tests.connectors.contract import NAME, STATEMENT, ConnectorContract
+from tests.connectors.contract import NAME, STATEMENT, ConnectorContract, FolderContract
 from tests.connectors.servers.sftp import FaultySftpServer
 
 USER = "recon"
@@ -65,7 +65,7 @@ def server(tmp_path, rsa_keys, client_key, monkeypatch):
         yield srv
 
 
-class TestSftp(ConnectorContract):
+class TestSftp(ConnectorContract, FolderContract):
     connector_type = "sftp"
 
     def download_options(self, server) -> dict:
