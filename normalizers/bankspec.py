@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from normalizers.base import (LIMIT_OPTIONS, ControlReport, Normalizer, RawStatement, Sink, StatementLimits,
                               decoded_lines, read_lines, readable_order_no)
-from recon.errors import ConfigError, IntegrityError
+from core.errors import ConfigError, IntegrityError
 from schemas.money import CENT, MoneyError, check_money, exact_totals, format_money, parse_money, parse_total
 from schemas.standard import STATUSES, TXN_TYPES, StandardRecord
 from schemas.times import TimeError, format_time, parse_time

@@ -27,7 +27,7 @@ from decimal import Decimal
 
 from normalizers.base import (ControlReport, Normalizer, RawStatement, Sink, StatementLimits, first_long_line,
                               readable_order_no)
-from recon.errors import IntegrityError
+from core.errors import IntegrityError
 from schemas.money import MoneyError, check_money, exact_totals, format_money, parse_money, parse_total, round_money
 from schemas.standard import StandardRecord
 from schemas.times import TimeError, arrow_times_valid, standard_time

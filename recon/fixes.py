@@ -98,10 +98,10 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from recon.errors import ConfigError, FatalError, IntegrityError, ReconError, UnavailableError
+from core.errors import ConfigError, FatalError, IntegrityError, ReconError, UnavailableError
+from core.secrets import read_secret
+from core.storage import Storage
 from recon.net import is_loopback
-from recon.secrets import read_secret
-from recon.storage import Storage
 from schemas import csvio
 from schemas.money import MoneyError, format_money, parse_money
 from schemas.outputs import CORRECTION_COLUMNS

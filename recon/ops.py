@@ -17,7 +17,7 @@ What ``cron`` does, in order:
    with ``--spark-submit`` / ``RECON_SPARK_SUBMIT=1``), relaying its output
    verbatim to stderr;
 4. writes a run manifest to ``{root}/runs/{D}/{run-id}.json`` through
-   :class:`recon.storage.Storage` (so it works on ``hdfs://`` roots too):
+   :class:`core.storage.Storage` (so it works on ``hdfs://`` roots too):
    inputs and their checksums, versions, timings, exit status, and the
    outcome counts of the ``summary.json`` this run published;
 5. POSTs an alert to the configured webhook when the run failed (non-zero
@@ -593,7 +593,7 @@ def cron(args: argparse.Namespace) -> int:
         alert_conf_error = None
 
     try:
-        from recon.dates import parse_date, yesterday
+        from core.dates import parse_date, yesterday
 
         day = parse_date(args.date) if args.date else yesterday(cron_conf.timezone)
     except Exception as exc:  # noqa: BLE001 - a bad --date is a configuration error (exit 2), reported
@@ -621,7 +621,7 @@ def cron(args: argparse.Namespace) -> int:
 
 def _locked_run(args, cron_conf: CronConf, alerts: AlertSettings, alert_conf_error: str | None, day: dt.date,
                 run_id: str, started: dt.datetime, base: dict) -> int:
-    from recon.storage import Storage
+    from core.storage import Storage
 
     spark_submit = args.spark_submit or os.environ.get("RECON_SPARK_SUBMIT", "") in ("1", "true", "yes")
     submit_args = shlex.split(os.environ.get("RECON_SPARK_SUBMIT_ARGS", "")) + list(args.submit_arg or [])

@@ -30,9 +30,9 @@ from typing import Protocol
 import pytest
 
 from connectors.landing import land
-from recon.config import ChannelSettings
-from recon.errors import ConfigError, FatalError, UnavailableError
-from recon.storage import Storage
+from core.errors import ConfigError, FatalError, UnavailableError
+from core.settings import ChannelSettings
+from core.storage import Storage
 
 DAY = dt.date(2026, 11, 20)
 NAME = "bill_20261120.csv"
@@ -165,7 +165,7 @@ class ConnectorContract:
         self.assert_nothing_landed(raw)
 
     def test_a_dated_folder_option_lands_each_dates_own_file(self, server, tmp_path):
-        from recon.registry import load
+        from core.registry import load
 
         key = load(self.connector_type, package="connectors", attribute="CONNECTOR").FOLDER_OPTION
         if key is None:
@@ -184,7 +184,7 @@ class ConnectorContract:
             assert landed.read_bytes() == b"the bill of %s" % day.isoformat().encode()
 
     def test_a_bad_date_pattern_in_the_folder_option_is_exit_2_before_any_connection(self, server, landing):
-        from recon.registry import load
+        from core.registry import load
 
         key = load(self.connector_type, package="connectors", attribute="CONNECTOR").FOLDER_OPTION
         if key is None:

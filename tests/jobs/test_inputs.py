@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from core.errors import IntegrityError
+from core.storage import Storage
 from jobs.local_orders import read_local_orders
-from recon.errors import IntegrityError
-from recon.storage import Storage
 from schemas import standard
 from schemas.local import COLUMNS as LOCAL_COLUMNS
 from schemas.outputs import CORRECTION_COLUMNS, OPEN_ITEM_COLUMNS, open_item_spark_schema

@@ -23,14 +23,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.landing import land
+from core.errors import IntegrityError
+from core.settings import ChannelSettings
+from core.storage import Storage
 from normalizers import wechatpay
-from normalizers.publish import ColumnarCopy, _CsvSink, columnar_name, normalize_channel, standard_dir
+from normalizers.publish import ColumnarCopy, _CsvSink, columnar_name, normalize_channel
 from normalizers.testing import channel_for, normalize_bytes, normalize_file
 from normalizers.wechatpay import WeChatPayNormalizer
-from recon.config import ChannelSettings
-from recon.errors import IntegrityError
-from recon.storage import Storage
 from schemas import csvio, standard
+from schemas.layout import standard_dir
 from schemas.standard import StandardRecord
 from tests.normalizers.regen_goldens import sample_files
 from tests.normalizers.test_wechatpay import _render
