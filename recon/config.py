@@ -112,8 +112,8 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     path = Path(conf).resolve()
     data = _read_toml(path)
     _check_keys(data, {"pipeline", "spark", "local_orders", "fixes", "alerts"}, "top level", path)
-    if "alerts" in data:  # read by bin/recon-cron (recon.ops); checked here so a typo fails every command
-        from recon.ops import OpsConfigError, parse_alerts
+    if "alerts" in data:  # read by bin/recon-cron (recon.alerts); checked here so a typo fails every command
+        from recon.alerts import OpsConfigError, parse_alerts
 
         try:
             parse_alerts(data["alerts"])
