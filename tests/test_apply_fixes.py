@@ -17,7 +17,9 @@ import pytest
 
 from core.errors import ConfigError, IntegrityError, UnavailableError
 from core.storage import Storage
-from recon.fixes import LEDGER_COLUMNS, apply_fixes, parse_fixes_config, plan
+from recon.fixes import apply_fixes
+from recon.fixes_config import parse_fixes_config
+from recon.fixes_plan import LEDGER_COLUMNS, plan
 from schemas import csvio
 from schemas.outputs import CORRECTION_COLUMNS, DISCREPANCY_COLUMNS
 

@@ -202,7 +202,7 @@ def test_our_own_checks_keep_their_message(spark, tmp_path):
 
 
 def test_python_readers_take_crlf_and_a_bom(tmp_path):
-    from recon.fixes import _read_csv
+    from recon.fixes_plan import _read_csv
     from reports.data import csv_dicts
     from schemas import csvio
 
