@@ -1,6 +1,9 @@
 """The reconciliation job for one date: extract -> classify -> publish {root}/recon/{D}/.
 
 Under spark-submit, use ``jobs/run.py reconcile --conf … --date …``.
+
+Size: a little over the limit: extract, classify and publish of one date read best together; the
+summary and its inputs list (``build_summary``) are the part to move out with the engine work on jobs/.
 """
 
 from __future__ import annotations
