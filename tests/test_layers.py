@@ -106,8 +106,9 @@ def test_imports_run_down_the_layers():
             own, other = _package(name), _package(target)
             if other == own or other in MAY_IMPORT[own] or (name, target) in CROSSING:
                 continue
-            wrong.append(f"{mods[name].relative_to(ROOT)}:{line} imports {target} "
-                         f"({own} may import only {', '.join(sorted(MAY_IMPORT[own])) or 'nothing of ours'})")
+            allowed = ", ".join(sorted(MAY_IMPORT[own]))
+            rule = f"{own} may import only {allowed}" if allowed else f"{own} imports nothing of ours"
+            wrong.append(f"{mods[name].relative_to(ROOT)}:{line} imports {target} ({rule})")
     assert not wrong, "imports against the layers:\n  " + "\n  ".join(wrong)
 
 
@@ -170,3 +171,15 @@ def test_no_module_over_the_size_limit_without_a_reason():
             too_long.append(f"{path.relative_to(ROOT)} ({count} lines)")
     assert not too_long, (f"modules over {MAX_LINES} lines with no '{SIZE_REASON} …' line in their docstring "
                           f"(split them by concern, or say why not): {', '.join(too_long)}")
+
+
+def test_every_package_of_the_layers_is_shipped():
+    import tomllib
+
+    from recon.packaging import PACKAGES as ZIPPED
+
+    shipped = set(PACKAGES) - {"bench"}  # the benchmarks run from a checkout only
+    assert set(ZIPPED) == shipped, "recon/packaging.py PACKAGES (the --py-files zip) must list every code package"
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        include = tomllib.load(fh)["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") for p in include} == shipped, "pyproject's packages.find include must list them too"
