@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     assert set(WEIGHTS) == {c for c in CATEGORIES if c != "MATCHED"}, "every listed category is generated"
 
-    from recon.storage import Storage
+    from core.storage import Storage
     from reports.build import write_reports
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="report-scale-"))

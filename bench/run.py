@@ -21,6 +21,9 @@ process tree (sampled from /proc every 0.2 s, summed over the processes, and
 at least the largest single process's ru_maxrss), split into the JVM and the
 Python driver, and records per second. Generated data is cached under
 ``--work`` (one folder per scale), so repeated runs measure the stages only.
+
+Size: a command-line harness, not pipeline code: the stages, their timing and the Markdown table
+read best top to bottom in one file.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ import requests
 from connectors import httpclient
 from connectors.base import Attempt, FetchInfo, PartFile, safe_name
 from connectors.signing import CHUNK, SignedApiConnector, rsa_sign, rsa_verify, sorted_params, strip_query
-from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
 METHOD = "alipay.data.dataservice.bill.downloadurl.query"
 RESPONSE_KEY = METHOD.replace(".", "_") + "_response"

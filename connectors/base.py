@@ -20,8 +20,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
-from recon.config import ChannelSettings
-from recon.errors import ConfigError, FatalError, IntegrityError, RetriableError
+from core.errors import ConfigError, FatalError, IntegrityError, RetriableError
+from core.settings import ChannelSettings
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]{1,255}$")
 

@@ -4,7 +4,7 @@ ftplib waits forever by default, so every socket this connector opens has a
 timeout (connect, then every read of the control and data channels), and the
 transfer callback checks the attempt's wall-clock limit so a server that
 trickles bytes cannot hold an attempt open. Errors are sorted into the three
-kinds of ``recon.errors``: a refused login or another permanent refusal is
+kinds of ``core.errors``: a refused login or another permanent refusal is
 fatal, "no such file" means not published yet, and everything transient
 (4xx replies, timeouts, resets, cut transfers) is worth another attempt.
 """
@@ -18,7 +18,7 @@ import socket
 import ssl
 
 from connectors.base import Attempt, Connector, FetchInfo, PartFile
-from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
 # Replies to REST (or to the RETR after it) that mean "I cannot resume": not implemented,
 # bad parameter, parameter not implemented, invalid restart position (RFC 959 / RFC 1123).

@@ -16,7 +16,7 @@ import ssl
 
 from connectors.base import Attempt
 from connectors.ftp import FtpConnector
-from recon.errors import ConfigError
+from core.errors import ConfigError
 
 
 class _FTP_TLS(ftplib.FTP_TLS):

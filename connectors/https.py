@@ -26,7 +26,7 @@ import urllib3.exceptions
 
 from connectors import httpclient
 from connectors.base import Attempt, Connector, FetchInfo, PartFile
-from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
 log = logging.getLogger(__name__)
 

@@ -18,42 +18,19 @@ import time
 from connectors.base import Connector, PartFile
 from connectors.progress import Progress
 from connectors.retry import RetryPolicy, fetch_with_retries
-from recon import registry
-from recon.config import ChannelSettings
-from recon.errors import ConfigError, IntegrityError, RetriableError
-from recon.storage import Storage
+from core import registry
+from core.errors import ConfigError, IntegrityError, RetriableError
+from core.settings import ChannelSettings
+from core.storage import Storage
+from schemas.layout import MANIFEST, REFETCH, landed_manifest, raw_dir
 
 log = logging.getLogger(__name__)
-MANIFEST = "_manifest.json"
-# Written next to a landed statement that normalize found damaged (truncated, totals off): the next landing
-# downloads it again instead of trusting the landed copy.
-REFETCH = "_refetch.json"
-
-
-def raw_dir(channel: str, day: dt.date) -> str:
-    return posixpath.join("raw", channel, day.isoformat())
 
 
 def make_connector(channel: ChannelSettings) -> Connector:
     cls = registry.load(channel.download["type"], package="connectors", attribute="CONNECTOR",
                         conf_file=channel.conf_file)
     return cls(channel)
-
-
-def landed_manifest(storage: Storage, channel: str, day: dt.date, *, reuse: bool = False) -> dict | None:
-    """The manifest of D's landed statement if every file it lists is present with its size.
-
-    ``reuse``: asked by a landing deciding whether to download again, which it must when normalize marked
-    the landed copy damaged (``mark_for_refetch``).
-    """
-    folder = raw_dir(channel, day)
-    if not storage.is_file(folder, MANIFEST) or (reuse and storage.is_file(folder, REFETCH)):
-        return None
-    manifest = storage.read_json(folder, MANIFEST)
-    for entry in manifest["files"]:
-        if not storage.is_file(folder, entry["name"]) or storage.size(folder, entry["name"]) != entry["size"]:
-            return None
-    return manifest
 
 
 def mark_for_refetch(storage: Storage, channel: str, day: dt.date, reason: str) -> None:

@@ -8,7 +8,7 @@ import os
 import stat
 
 from connectors.base import Attempt, Connector, FetchInfo, PartFile
-from recon.errors import FatalError, NotPublishedYet
+from core.errors import FatalError, NotPublishedYet
 
 CHUNK = 64 << 20  # bytes per copy call; the attempt's clock is checked between calls
 # copy_file_range / sendfile refusing this pair of files: fall back to reading and writing

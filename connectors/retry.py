@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import tenacity
 
 from connectors.base import Attempt
-from recon.errors import ConfigError, FatalError, ReconError, RetriableError, UnavailableError
+from core.errors import ConfigError, FatalError, ReconError, RetriableError, UnavailableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

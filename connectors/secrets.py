@@ -1,9 +1,9 @@
-"""A channel's secrets ([download] table): see recon.secrets."""
+"""A channel's secrets ([download] table): see core.secrets."""
 
 from __future__ import annotations
 
-from recon.config import ChannelSettings
-from recon.secrets import read_secret
+from core.secrets import read_secret
+from core.settings import ChannelSettings
 
 
 def resolve_secret(options: dict, key: str, *, channel: ChannelSettings, required: bool = True) -> str | None:

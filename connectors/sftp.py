@@ -22,7 +22,7 @@ import threading
 import paramiko
 
 from connectors.base import Attempt, Connector, FetchInfo, PartFile
-from recon.errors import ConfigError, FatalError, NotPublishedYet, ReconError, RetriableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, ReconError, RetriableError
 
 CHUNK = 32768  # paramiko's SFTP request size; a bigger read is split into requests of this size anyway
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors import httpclient
 from connectors.base import Attempt, Connector, PartFile
-from recon.errors import ConfigError, FatalError, RetriableError
+from core.errors import ConfigError, FatalError, RetriableError
 
 CHUNK = 1 << 16
 # Error bodies and JSON replies are small; a larger one is not the protocol we speak.

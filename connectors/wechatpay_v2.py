@@ -24,7 +24,7 @@ import requests
 from connectors import httpclient
 from connectors.base import Attempt, FetchInfo, PartFile, safe_name
 from connectors.signing import CHUNK, SignedApiConnector, nonce, wechat_v2_sign
-from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND", "RECHARGE_REFUND")
 SIGN_TYPES = ("MD5", "HMAC-SHA256")

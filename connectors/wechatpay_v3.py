@@ -33,7 +33,7 @@ import requests
 from connectors import httpclient
 from connectors.base import Attempt, FetchInfo, PartFile, safe_name
 from connectors.signing import CHUNK, SignedApiConnector, nonce, rsa_sign, rsa_verify
-from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
 BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
 SCHEME = "WECHATPAY2-SHA256-RSA2048"

@@ -23,8 +23,8 @@ import csv
 import posixpath
 from typing import Iterable, Sequence
 
-from recon.errors import IntegrityError
-from recon.storage import Storage
+from core.errors import IntegrityError
+from core.storage import Storage
 from schemas.csvio import BOM, SPARK_CSV_READ_OPTIONS
 
 # The header is checked here, so Spark takes the schema as given (it still skips each file's header line).

@@ -52,10 +52,10 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.errors import ConfigError, FatalError, ReconError, UnavailableError
+from core.secrets import read_secret
+from core.storage import Storage
 from jobs.read_errors import java_causes as _java_causes
-from recon.errors import ConfigError, FatalError, ReconError, UnavailableError
-from recon.secrets import read_secret
-from recon.storage import Storage
 from schemas import local as local_schema
 from schemas.money import CENTS_PATTERN
 

@@ -8,7 +8,7 @@ while reading file file:/...``), the record in a cause below it
 that (``NumberFormatException: For input string: "abc"``). Matching the
 printed text for a few words had given the user the first line of it and no
 file. Here the chain is walked cause by cause (class and message of each, no
-stack trace), and a read failure becomes an error of recon/errors.py naming:
+stack trace), and a read failure becomes an error of core/errors.py naming:
 
 * the file (its URI, as Spark read it) and, for our standard and previous
   result files, the channel;
@@ -36,7 +36,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from urllib.parse import unquote, urlsplit
 
-from recon.errors import IntegrityError, ReconError
+from core.errors import IntegrityError, ReconError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,9 @@
 """The reconciliation job for one date: extract -> classify -> publish {root}/recon/{D}/.
 
 Under spark-submit, use ``jobs/run.py reconcile --conf … --date …``.
+
+Size: a little over the limit: extract, classify and publish of one date read best together; the
+summary and its inputs list (``build_summary``) are the part to move out with the engine work on jobs/.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ import posixpath
 import re
 import time
 
-from normalizers.publish import is_published, standard_dir
-from recon.config import Settings
-from recon.dates import window_start
-from recon.errors import IntegrityError, UnavailableError
-from recon.storage import Storage
+from core.dates import window_start
+from core.errors import IntegrityError, UnavailableError
+from core.settings import Settings
+from core.storage import Storage
 from reports.build import write_reports
 from schemas import standard
 from schemas.csvio import SPARK_CSV_WRITE_OPTIONS
+from schemas.layout import is_published, is_reconciled, local_dir, recon_dir, standard_dir
 from schemas.outputs import CORRECTION_ACTIONS, REJECT_COLUMNS, ROW_REJECTED, open_item_spark_schema
 
 log = logging.getLogger(__name__)
@@ -29,18 +32,6 @@ DISCREPANCY_ORDER = ("channel", "category", "order_no", "refund_no", "source_fil
 CORRECTION_ORDER = ("channel", "order_no", "refund_no", "action")
 OPEN_ITEM_ORDER = ("channel", "side", "txn_type", "order_no", "refund_no", "source_file", "source_line",
                    "first_seen")
-
-
-def recon_dir(day: dt.date) -> str:
-    return posixpath.join("recon", day.isoformat())
-
-
-def local_dir(day: dt.date) -> str:
-    return posixpath.join("local", day.isoformat())
-
-
-def is_reconciled(storage: Storage, day: dt.date) -> bool:
-    return storage.is_file(recon_dir(day), "_SUCCESS")
 
 
 def previous_result(storage: Storage, day: dt.date) -> dt.date | None:

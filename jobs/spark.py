@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from recon.config import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

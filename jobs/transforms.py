@@ -17,6 +17,10 @@ Every record then gets exactly one category:
 
 Times are ``YYYY-MM-DD HH:MM:SS`` strings in the business time zone, so they
 compare as text.
+
+Size: one module on purpose: shaping, classification and outputs share the packed codes of a
+record (``_CODED``, ``_of``, ``_decoded``) and jobs/reconcile.py calls them as ``tx.*``; it is to be split
+with the engine work that replaces the classification, not before it.
 """
 
 from __future__ import annotations

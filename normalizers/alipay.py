@@ -30,8 +30,8 @@ import zipfile
 import zlib
 from decimal import Decimal
 
+from core.errors import IntegrityError
 from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, read_lines, readable_order_no
-from recon.errors import IntegrityError
 from schemas.money import MoneyError, check_money, exact_totals, parse_money, parse_total, round_money
 from schemas.standard import StandardRecord
 from schemas.times import TimeError, standard_time

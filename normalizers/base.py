@@ -10,8 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from recon.config import ChannelSettings
-from recon.errors import ConfigError, IntegrityError
+from core.errors import ConfigError, IntegrityError
+from core.settings import ChannelSettings
 from schemas.standard import StandardRecord
 
 

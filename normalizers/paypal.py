@@ -63,7 +63,7 @@ from zoneinfo import ZoneInfo
 
 from normalizers.base import (ControlReport, Normalizer, RawStatement, Sink, decoded_lines, read_lines,
                               readable_order_no)
-from recon.errors import IntegrityError
+from core.errors import IntegrityError
 from schemas.money import check_money, exact_totals
 from schemas.standard import StandardRecord
 from schemas.times import format_time, parse_time

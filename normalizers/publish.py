@@ -18,13 +18,13 @@ import logging
 import posixpath
 from operator import attrgetter
 
-from connectors.landing import landed_manifest, raw_dir
+from core import registry
+from core.errors import IntegrityError, ReconError, UnavailableError
+from core.settings import ChannelSettings
+from core.storage import Storage
 from normalizers.base import Normalizer, RawStatement, Sink
-from recon import registry
-from recon.config import ChannelSettings
-from recon.errors import IntegrityError, ReconError, UnavailableError
-from recon.storage import Storage
 from schemas import csvio, standard
+from schemas.layout import landed_manifest, raw_dir, standard_dir
 from schemas.masking import mask_text
 from schemas.outputs import REJECT_COLUMNS
 from schemas.standard import StandardRecord
@@ -44,14 +44,6 @@ def reject_row(channel: str, day: str, source_file: str, line: int, reason: str,
     even where it has a card number's shape."""
     shown = mask_text(raw.replace(order_no, "\x00")).replace("\x00", order_no) if order_no else mask_text(raw)
     return [channel, day, source_file, line, order_no, reason, shown[:MAX_RAW_CHARS]]
-
-
-def standard_dir(channel: str, day: dt.date) -> str:
-    return posixpath.join("standard", channel, day.isoformat())
-
-
-def is_published(storage: Storage, channel: str, day: dt.date) -> bool:
-    return storage.is_file(standard_dir(channel, day), "_SUCCESS")
 
 
 def bulk_csv_buffer(table):

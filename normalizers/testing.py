@@ -6,13 +6,13 @@ import datetime as dt
 import io
 from pathlib import Path
 
+from core.settings import ChannelSettings
 from normalizers.base import ControlReport, RawStatement, Sink
-from normalizers.publish import reject_row
 from normalizers.publish import make_normalizer
-from recon.config import ChannelSettings
+from normalizers.publish import reject_row
 from schemas import csvio, standard
-from schemas.standard import StandardRecord
 from schemas.outputs import REJECT_COLUMNS
+from schemas.standard import StandardRecord
 
 
 class MemorySink(Sink):

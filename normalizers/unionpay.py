@@ -48,8 +48,8 @@ import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from core.errors import IntegrityError
 from normalizers.base import ControlReport, Normalizer, RawStatement, Sink, read_lines, readable_order_no
-from recon.errors import IntegrityError
 from schemas.money import MoneyError, check_money, exact_totals, format_money
 from schemas.standard import StandardRecord
 from schemas.times import TimeError, parse_time

@@ -17,9 +17,9 @@ import logging
 import os
 import sys
 
+from core.dates import date_range, parse_date, yesterday
+from core.errors import ConfigError, ReconError, combined_exit_code
 from recon.config import load_settings
-from recon.dates import date_range, parse_date, yesterday
-from recon.errors import ConfigError, ReconError, combined_exit_code
 
 log = logging.getLogger("recon")
 DEFAULT_CONF = "conf/pipeline.toml"
@@ -104,8 +104,8 @@ def _writing_command(args, settings, spark_factory) -> int:
     from recon.runner import STAGES, process_date, process_range
 
     if args.command == "apply-fixes":
+        from core.storage import Storage
         from recon.fixes import apply_fixes
-        from recon.storage import Storage
 
         day = parse_date(args.date) if args.date else yesterday(settings.timezone)
         return apply_fixes(settings.fixes, Storage(settings.root), day, apply=args.apply, out=sys.stdout,
@@ -141,8 +141,9 @@ def _later_results(settings, day):
     """Reconciled dates after ``day``, in order."""
     import datetime as dt
 
-    from jobs.reconcile import DATE_DIR, is_reconciled
-    from recon.storage import Storage
+    from core.storage import Storage
+    from jobs.reconcile import DATE_DIR
+    from schemas.layout import is_reconciled
 
     storage = Storage(settings.root)
     names = sorted(n for n in storage.list("recon") if DATE_DIR.match(n) and n > day.isoformat())
@@ -150,9 +151,9 @@ def _later_results(settings, day):
 
 
 def _print_results(settings, results) -> None:
-    from jobs.reconcile import recon_dir
-    from recon.storage import Storage
+    from core.storage import Storage
     from recon.textreport import format_summary
+    from schemas.layout import recon_dir
 
     storage = Storage(settings.root)
     for res in results:
@@ -166,9 +167,9 @@ def _print_results(settings, results) -> None:
 
 
 def _report(settings, args) -> int:
-    from jobs.reconcile import is_reconciled, recon_dir
-    from recon.storage import Storage
+    from core.storage import Storage
     from recon.textreport import format_summary
+    from schemas.layout import is_reconciled, recon_dir
 
     if args.date:
         days = [parse_date(args.date)]

@@ -16,56 +16,15 @@ import os
 import re
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recon.errors import ConfigError
+from core.errors import ConfigError
+from core.settings import ChannelSettings, Settings
 
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    """One channel's connector, normalizer and reconciliation rules."""
-
-    name: str
-    normalizer: str
-    download: dict
-    conf_file: str
-    cutoff_minutes: int = 30
-    fee_rate: Decimal | None = None
-    fee_tolerance: Decimal = Decimal("0.01")
-    fee_rounding: str = "HALF_UP"
-    normalizer_options: dict = field(default_factory=dict)
-    # Rejected statement rows allowed before the statement as a whole is refused (exit 4); within it each is a
-    # CHANNEL_ROW_REJECTED break and the statement's totals are reported unverified.
-    max_rejected_rows: int = 0
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The whole pipeline's configuration."""
-
-    root: str
-    conf_file: str
-    timezone: str = "Asia/Shanghai"
-    max_carry_days: int = 3
-    channels: dict[str, ChannelSettings] = field(default_factory=dict)
-    spark: dict[str, str] = field(default_factory=dict)
-    local_orders: dict = field(default_factory=lambda: {"format": "csv"})
-    work_dir: str = ""   # local scratch folder for downloads in progress (never under raw/)
-    refund_lookback_days: int = 0  # earlier dates' standard records read to know what an order was paid
-    fixes: dict = field(default_factory=dict)  # where apply-fixes writes: the order database or a webhook
-
-    def channel(self, name: str) -> ChannelSettings:
-        try:
-            return self.channels[name]
-        except KeyError:
-            raise ConfigError(f"unknown channel {name!r}; configured: {', '.join(sorted(self.channels)) or 'none'}",
-                              file=self.conf_file) from None
 
 
 def resolve_location(value: str, base: Path) -> str:
@@ -153,8 +112,8 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     path = Path(conf).resolve()
     data = _read_toml(path)
     _check_keys(data, {"pipeline", "spark", "local_orders", "fixes", "alerts"}, "top level", path)
-    if "alerts" in data:  # read by bin/recon-cron (recon.ops); checked here so a typo fails every command
-        from recon.ops import OpsConfigError, parse_alerts
+    if "alerts" in data:  # read by bin/recon-cron (recon.alerts); checked here so a typo fails every command
+        from recon.alerts import OpsConfigError, parse_alerts
 
         try:
             parse_alerts(data["alerts"])

@@ -14,7 +14,7 @@ import fcntl
 import os
 import socket
 
-from recon.errors import ReconError
+from core.errors import ReconError
 
 
 class AlreadyRunning(ReconError):

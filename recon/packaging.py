@@ -31,7 +31,7 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The importable top-level packages; reports/ only once it exists.
-PACKAGES = ("recon", "schemas", "connectors", "normalizers", "jobs", "reports")
+PACKAGES = ("recon", "core", "schemas", "connectors", "normalizers", "jobs", "reports")
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)   # zip cannot store times before 1980; any fixed time makes bytes stable
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".swp")

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from connectors.landing import land, mark_for_refetch
+from core.errors import IntegrityError, ReconError, combined_exit_code
+from core.storage import Storage
 from normalizers.publish import normalize_channel
 from recon.config import Settings
-from recon.errors import IntegrityError, ReconError, combined_exit_code
-from recon.storage import Storage
 
 log = logging.getLogger(__name__)
 STAGES = ("download", "normalize", "reconcile")

@@ -18,10 +18,11 @@ import posixpath
 from typing import Callable, Iterable
 
 from reports.data import (DayData, break_sort_key, history, load_day, merge_summaries, open_item_sort_key,
-                          reconciled_dates, recon_folder, trend_point)
+                          reconciled_dates, trend_point)
 from reports.html import HTML_ROW_LIMIT, e, render_html
 from reports.shortlist import Shortlist
 from reports.xlsx import ReportWorkbook
+from schemas.layout import recon_dir
 
 HTML_NAME = "report.html"
 XLSX_NAME = "report.xlsx"
@@ -107,7 +108,7 @@ def write_range_report(storage, first: dt.date, last: dt.date) -> list[str]:
     days = reconciled_dates(storage, first, last)
     if not days:
         raise NoResults(f"no reconciled date between {first} and {last} under {storage.uri('recon')}")
-    loaded: list[DayData] = [load_day(storage, recon_folder(d), d) for d in days]  # summaries; rows stream later
+    loaded: list[DayData] = [load_day(storage, recon_dir(d), d) for d in days]  # summaries; rows stream later
     summary = merge_summaries([d.summary for d in loaded])
     fees: dict = {}
     for d in loaded:

@@ -1,6 +1,6 @@
 """Reading a date's published files for the reports: summary.json whole, the CSVs as streams of rows.
 
-Everything is read through ``recon.storage.Storage`` (the root may be HDFS).
+Everything is read through ``core.storage.Storage`` (the root may be HDFS).
 summary.json is small and complete (every count and amount the reports show
 comes from it); discrepancies.csv and open_items.csv can hold hundreds of
 thousands of rows, so ``DayData`` hands them out as generators read row by
@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import posixpath
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterator
 
+from schemas.layout import recon_dir, standard_dir
 from schemas.masking import mask_record
 from schemas.money import parse_money
 from schemas.outputs import CATEGORIES, RESOLUTIONS
@@ -55,11 +55,6 @@ class DayData:
 
     def open_items(self) -> Iterator[dict]:
         return iter_csv(self.storage, self.folder, OPEN_ITEMS, OPEN_ITEM_MONEY, INT_COLUMNS)
-
-
-def recon_folder(day: dt.date) -> str:
-    """The published folder of a date, relative to the root."""
-    return posixpath.join("recon", day.isoformat())
 
 
 def _decimalise(obj, key: str | None = None):
@@ -113,7 +108,7 @@ def statement_fees(storage, channel: str, day: dt.date, summary: dict | None = N
     fees = ((summary or {}).get("channels", {}).get(channel) or {}).get("fees")
     if fees is not None:
         return Decimal(fees)
-    folder = posixpath.join("standard", channel, day.isoformat())
+    folder = standard_dir(channel, day)
     if not storage.is_file(folder, "_manifest.json"):
         return None
     total = ZERO
@@ -143,7 +138,7 @@ def reconciled_dates(storage, first: dt.date | None = None, last: dt.date | None
         day = dt.date.fromisoformat(name)
         if (first and day < first) or (last and day > last):
             continue
-        if storage.is_file(recon_folder(day), "_SUCCESS"):
+        if storage.is_file(recon_dir(day), "_SUCCESS"):
             out.append(day)
     return out
 
@@ -151,7 +146,7 @@ def reconciled_dates(storage, first: dt.date | None = None, last: dt.date | None
 def history(storage, day: dt.date, days: int) -> list[tuple[dt.date, dict]]:
     """(date, summary) of up to ``days`` reconciled dates before ``day`` (the trend's earlier points)."""
     earlier = [d for d in reconciled_dates(storage, last=day - dt.timedelta(days=1))][-days:] if days > 0 else []
-    return [(d, read_summary(storage, recon_folder(d))) for d in earlier]
+    return [(d, read_summary(storage, recon_dir(d))) for d in earlier]
 
 
 # -- figures the reports show -------------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ formulas, dates, booleans, merged cells, frozen columns, rich text, several
 filters per sheet. ``save`` hands ``out`` to ``zipfile``, which can write to an
 unseekable stream (with data descriptors) but wants ``tell``; report.xlsx
 goes through a local temporary file.
+
+Size: one file format, one module: the parts below refer to each other's ids (sheets, styles,
+shared names), and splitting them would spread one ZIP package over several files.
 """
 
 from __future__ import annotations

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from recon.errors import ConfigError, IntegrityError, UnavailableError
-from recon.fixes import LEDGER_COLUMNS, apply_fixes, parse_fixes_config, plan
-from recon.storage import Storage
+from core.errors import ConfigError, IntegrityError, UnavailableError
+from core.storage import Storage
+from recon.fixes import apply_fixes
+from recon.fixes_config import parse_fixes_config
+from recon.fixes_plan import LEDGER_COLUMNS, plan
 from schemas import csvio
 from schemas.outputs import CORRECTION_COLUMNS, DISCREPANCY_COLUMNS
 
@@ -308,7 +310,7 @@ def test_webhook_posts_each_correction_once_with_its_idempotency_key(webhook, tm
 
 
 def test_webhook_refuses_a_certificate_it_cannot_verify(webhook, tmp_path):
-    from recon.errors import FatalError
+    from core.errors import FatalError
 
     _, url, _ = webhook
     conf = {"target": "webhook", "url": url, "ledger_file": str(tmp_path / "ledger.csv")}

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from core.errors import ConfigError
 from recon.config import load_settings
-from recon.errors import ConfigError
 from tests.conftest import run_cli
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from recon.ops import stop_process_group
+from recon.childrun import stop_process_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 DAY = "2026-11-20"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from recon.ops import EXIT_ALREADY_RUNNING
+from recon.cron import EXIT_ALREADY_RUNNING
 
 PROJECT = Path(__file__).resolve().parent.parent
 CRON = PROJECT / "bin" / "recon-cron"

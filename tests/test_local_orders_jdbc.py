@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError, FatalError, ReconError
+from core.storage import Storage
 from jobs.local_orders import parse_local_orders_config, read_local_orders
-from recon.errors import ConfigError, FatalError, ReconError
-from recon.storage import Storage
 from schemas import csvio
 from schemas import local as local_schema
 from tests.pg import jdbc_jar
@@ -162,12 +162,13 @@ def test_timestamptz_is_read_in_the_business_zone(jdbc_spark, demo, shop_db):
 
 
 def test_classification_is_the_same_from_jdbc_and_csv(jdbc_spark, demo, shop_db):
+    from core.dates import window_start
     from jobs import transforms as tx
-    from normalizers.publish import normalize_channel, standard_dir
+    from normalizers.publish import normalize_channel
     from recon.config import load_settings
-    from recon.dates import window_start
     from schemas import standard
     from schemas.csvio import SPARK_CSV_OPTIONS
+    from schemas.layout import standard_dir
     from tests.conftest import run_cli
 
     conf = demo / "conf" / "pipeline.toml"

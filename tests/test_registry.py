@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recon import registry
-from recon.errors import ConfigError
+from core import registry
+from core.errors import ConfigError
 
 
 def test_the_short_names_are_the_modules_that_register_an_entry_point():

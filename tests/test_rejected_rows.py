@@ -160,11 +160,11 @@ def test_above_the_limit_the_channel_fails_with_exit_4_and_the_others_are_reconc
 
 
 def test_a_channel_at_the_default_limit_fails_on_its_first_rejected_row(tmp_path):
-    from normalizers.publish import normalize_channel
     from connectors.landing import land
+    from core.errors import IntegrityError
+    from core.storage import Storage
+    from normalizers.publish import normalize_channel
     from recon.config import load_settings
-    from recon.errors import IntegrityError
-    from recon.storage import Storage
 
     conf = _write_pipeline(tmp_path, {ch: 0 for ch in STATEMENTS})
     for path in (tmp_path / "conf" / "channels").glob("*.toml"):  # no max_rejected_rows: the default

@@ -1,6 +1,6 @@
 """The storage helper's atomic folder swap and recovery after a killed run."""
 
-from recon.storage import Storage
+from core.storage import Storage
 
 
 def test_swap_in_replaces_a_folder_and_recover_restores_a_retired_result(tmp_path):

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.landing import land
-from recon.config import ChannelSettings
-from recon.errors import FatalError
-from recon.storage import Storage
+from core.errors import FatalError
+from core.settings import ChannelSettings
+from core.storage import Storage
 from tests.connectors.servers.alipay import AlipayStandIn
 
 DAY = dt.date(2026, 11, 20)
@@ -191,7 +191,7 @@ def test_a_trickling_download_ends_at_attempt_timeout(ca, keys, ca_file, landing
     import threading
     import time
 
-    from recon.errors import UnavailableError
+    from core.errors import UnavailableError
 
     stop = threading.Event()
 

@@ -6,9 +6,15 @@ import logging
 
 import pytest
 
+<<<<<<< HEAD
 from recon.config import ChannelSettings
-from recon.errors import FatalError, UnavailableError
+from core.errors import FatalError, UnavailableError
 from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract, FolderContract
+=======
+from core.errors import FatalError, UnavailableError
+from core.settings import ChannelSettings
+from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract
+>>>>>>> wt-g
 from tests.connectors.servers.ftp import PASSWORD, USERNAME, FaultyFtpServer
 
 PASSWORD_ENV = "RECON_TEST_FTP_PASSWORD"
@@ -130,7 +136,7 @@ class FtpExtras:
         self.assert_nothing_landed(raw)
 
     def test_a_file_larger_than_max_bytes_is_refused_by_its_size_before_the_transfer(self, server, landing):
-        from recon.errors import IntegrityError
+        from core.errors import IntegrityError
 
         do_land, raw = landing
         server.publish(NAME, STATEMENT)
@@ -243,7 +249,7 @@ class TestFtps(FtpExtras, ConnectorContract, FolderContract):
 
 def test_an_unknown_option_and_a_literal_password_are_configuration_errors():
     from connectors.ftps import FtpsConnector
-    from recon.errors import ConfigError
+    from core.errors import ConfigError
 
     def channel(**extra):
         options = {"type": "ftps", "filename": "x", "host": "h", "username": "u", "password_env": "X", **extra}

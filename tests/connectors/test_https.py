@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from recon.config import ChannelSettings
-from recon.errors import ConfigError, FatalError, UnavailableError
+from core.errors import ConfigError, FatalError, UnavailableError
+from core.settings import ChannelSettings
 from tests.connectors.conftest import server_context
 from tests.connectors.contract import NAME, STATEMENT, ConnectorContract
 from tests.connectors.servers.https import HttpsServer
@@ -204,7 +204,7 @@ class TestHttps(ConnectorContract):
         self.assert_nothing_landed(raw)
 
     def test_a_content_length_over_max_bytes_is_refused_before_the_body(self, server, landing):
-        from recon.errors import IntegrityError
+        from core.errors import IntegrityError
 
         do_land, raw = landing
         server.publish(NAME, STATEMENT)
@@ -214,7 +214,7 @@ class TestHttps(ConnectorContract):
         self.assert_nothing_landed(raw)
 
     def test_a_body_without_length_is_stopped_at_max_bytes(self, server, landing, tmp_path):
-        from recon.errors import IntegrityError
+        from core.errors import IntegrityError
 
         do_land, raw = landing
         server.publish(NAME, STATEMENT)

@@ -11,9 +11,10 @@ import pytest
 
 from connectors.base import safe_name
 from connectors.landing import land
-from recon.config import ChannelSettings, load_channel
-from recon.errors import ConfigError, FatalError, UnavailableError
-from recon.storage import Storage
+from core.errors import ConfigError, FatalError, UnavailableError
+from core.settings import ChannelSettings
+from core.storage import Storage
+from recon.config import load_channel
 
 DAY = dt.date(2026, 11, 20)
 
@@ -108,7 +109,7 @@ def test_a_root_a_rename_cannot_reach_gets_a_copy_hashed_on_the_way(setup, tmp_p
 def test_a_checksum_the_source_disagrees_with_lands_nothing(setup, tmp_path, monkeypatch, renames):
     from connectors import landing
     from connectors.base import FetchInfo
-    from recon.errors import IntegrityError
+    from core.errors import IntegrityError
 
     inbox, land_, root = setup
     (inbox / "bill_20261120.csv").write_bytes(b"the bill")
@@ -341,7 +342,7 @@ def test_a_landed_copy_on_a_root_a_rename_cannot_reach_is_private_too(setup, mon
 
 
 def test_a_file_larger_than_max_bytes_is_an_integrity_failure_before_copying(setup, tmp_path):
-    from recon.errors import IntegrityError
+    from core.errors import IntegrityError
 
     inbox, land_, root = setup
     (inbox / "bill_20261120.csv").write_bytes(b"x" * 5000)
@@ -356,7 +357,7 @@ def test_a_file_that_grows_past_max_bytes_while_copied_is_stopped(setup, tmp_pat
     import os
 
     from connectors import localdir
-    from recon.errors import IntegrityError
+    from core.errors import IntegrityError
 
     inbox, land_, root = setup
     path = inbox / "bill_20261120.csv"

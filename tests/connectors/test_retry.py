@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from connectors.retry import RetryPolicy, fetch_with_retries
-from recon.errors import ConfigError, FatalError, NotPublishedYet, RetriableError, UnavailableError
+from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError, UnavailableError
 
 DAY = dt.date(2026, 11, 20)
 WHERE = dict(channel="alipay", date="2026-11-20", file="bill.zip")

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from connectors.secrets import resolve_secret
-from recon.config import ChannelSettings
-from recon.errors import ConfigError
+from core.errors import ConfigError
+from core.settings import ChannelSettings
 
 CHANNEL = ChannelSettings(name="ftpbank", normalizer="wechatpay", download={"type": "ftp"}, conf_file="bank.toml")
 

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from recon.errors import ConfigError, FatalError
+from core.errors import ConfigError, FatalError
 from tests.connectors.contract import NAME, STATEMENT, ConnectorContract, FolderContract
 from tests.connectors.servers.sftp import FaultySftpServer
 
@@ -76,7 +76,7 @@ class TestSftp(ConnectorContract, FolderContract):
         return {"password_env": WRONG_PASSWORD_ENV}
 
     def test_a_file_larger_than_max_bytes_is_refused_by_its_size_before_the_transfer(self, server, landing):
-        from recon.errors import IntegrityError
+        from core.errors import IntegrityError
 
         do_land, raw = landing
         server.publish(NAME, STATEMENT)

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.landing import land
-from recon.config import ChannelSettings
-from recon.errors import ConfigError, FatalError, IntegrityError, UnavailableError
-from recon.storage import Storage
+from core.errors import ConfigError, FatalError, IntegrityError, UnavailableError
+from core.settings import ChannelSettings
+from core.storage import Storage
 from tests.connectors.servers.wechatpay import WeChatPayStandIn
 
 DAY = dt.date(2026, 11, 20)

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from core.errors import IntegrityError
+from core.storage import Storage
 from jobs.local_orders import read_local_orders
-from recon.errors import IntegrityError
-from recon.storage import Storage
 from schemas import standard
 from schemas.local import COLUMNS as LOCAL_COLUMNS
 from schemas.outputs import CORRECTION_COLUMNS, OPEN_ITEM_COLUMNS, open_item_spark_schema
@@ -202,7 +202,7 @@ def test_our_own_checks_keep_their_message(spark, tmp_path):
 
 
 def test_python_readers_take_crlf_and_a_bom(tmp_path):
-    from recon.fixes import _read_csv
+    from recon.fixes_plan import _read_csv
     from reports.data import csv_dicts
     from schemas import csvio
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from core.storage import Storage
 from jobs.local_orders import read_local_orders
-from recon.storage import Storage
 
 D = dt.date(2026, 11, 20)
 HEADER = "order_no,refund_no,txn_type,channel,currency,amount,status,created_at,paid_at\n"

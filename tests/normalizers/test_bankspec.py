@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError, IntegrityError
 from normalizers.bankspec import BankSpecNormalizer
 from normalizers.testing import channel_for, normalize_bytes, normalize_file
 from recon.config import load_channel, load_settings
-from recon.errors import ConfigError, IntegrityError
 from tests.normalizers.regen_goldens import golden_paths, sample_files
 
 ROOT = Path(__file__).resolve().parents[2]

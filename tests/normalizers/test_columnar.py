@@ -23,14 +23,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.landing import land
-from normalizers import wechatpay
-from normalizers.publish import ColumnarCopy, _CsvSink, columnar_name, normalize_channel, standard_dir
+from core.errors import IntegrityError
+from core.settings import ChannelSettings
+from core.storage import Storage
+from normalizers import wechatpay_bill
+from normalizers.publish import ColumnarCopy, _CsvSink, columnar_name, normalize_channel
 from normalizers.testing import channel_for, normalize_bytes, normalize_file
 from normalizers.wechatpay import WeChatPayNormalizer
-from recon.config import ChannelSettings
-from recon.errors import IntegrityError
-from recon.storage import Storage
 from schemas import csvio, standard
+from schemas.layout import standard_dir
 from schemas.standard import StandardRecord
 from tests.normalizers.regen_goldens import sample_files
 from tests.normalizers.test_wechatpay import _render
@@ -119,7 +120,7 @@ def test_blocks_and_threads_do_not_change_a_byte(monkeypatch, odd_every, packed)
     data = _bill(1500, seed=7 + odd_every, odd_every=odd_every)
     if packed:
         data = gzip.compress(data)
-    monkeypatch.setattr(wechatpay, "BLOCK_BYTES", 8 << 10)  # about 30 lines per block: ~50 blocks
+    monkeypatch.setattr(wechatpay_bill, "BLOCK_BYTES", 8 << 10)  # about 30 lines per block: ~50 blocks
     outputs, sinks = [], []
     for workers, bulk in ((1, False), (1, True), (3, True)):
         sink, report = _run(data, workers=workers, bulk=bulk)
@@ -143,7 +144,7 @@ def test_invalid_utf8_in_a_column_the_bulk_path_does_not_read_is_still_a_reject(
     lines[150] = lines[150].replace("`咖啡".encode(), b"`\xff\xfe").replace("`书".encode(), b"`\xff\xfe") \
         .replace(b"`a b", b"`\xff\xfe")  # the goods name (商品名称) of line 151
     data = b"\r\n".join(lines)
-    monkeypatch.setattr(wechatpay, "BLOCK_BYTES", 8 << 10)
+    monkeypatch.setattr(wechatpay_bill, "BLOCK_BYTES", 8 << 10)
     outputs = []
     for workers, bulk in ((1, False), (2, True)):
         sink, report = _run(data, workers=workers, bulk=bulk)
@@ -168,7 +169,7 @@ def test_a_fee_too_wide_for_arrow_goes_row_by_row_with_the_same_result():
 
 def test_a_truncated_gzip_over_many_blocks_names_the_last_line_read(monkeypatch):
     packed = gzip.compress(_bill(12000, seed=3))  # about 3 MB: the gzip reader's 1 MB buffer does not reach the end
-    monkeypatch.setattr(wechatpay, "BLOCK_BYTES", 8 << 10)
+    monkeypatch.setattr(wechatpay_bill, "BLOCK_BYTES", 8 << 10)
     with pytest.raises(IntegrityError, match="gzip stream is truncated") as info:
         _run(packed[: len(packed) // 2], workers=3)
     assert info.value.exit_code == 4 and info.value.file == "gen.csv" and 2000 < info.value.line < 10000
@@ -176,14 +177,14 @@ def test_a_truncated_gzip_over_many_blocks_names_the_last_line_read(monkeypatch)
 
 def test_bad_totals_over_many_blocks_fail_as_a_whole(monkeypatch):
     data = _bill(600, seed=5).replace(b"\r\n`600,", b"\r\n`601,")
-    monkeypatch.setattr(wechatpay, "BLOCK_BYTES", 8 << 10)
+    monkeypatch.setattr(wechatpay_bill, "BLOCK_BYTES", 8 << 10)
     with pytest.raises(IntegrityError, match="总交易单数 says 601") as info:
         _run(data, workers=2)
     assert info.value.line == 603
 
 
 def test_py_whitespace_is_what_str_strip_removes():
-    assert wechatpay.PY_WHITESPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    assert wechatpay_bill.PY_WHITESPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 
 
 # -- the published folder ---------------------------------------------------------------------------------------

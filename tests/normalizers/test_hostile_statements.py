@@ -21,11 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError, IntegrityError
 from normalizers.base import MAX_LINE_BYTES
 from normalizers.testing import channel_for, normalize_bytes
 from normalizers.unionpay import fen_to_yuan
 from normalizers.wechatpay import WeChatPayNormalizer
-from recon.errors import ConfigError, IntegrityError
 from schemas.money import MAX_MONEY, MoneyError, check_money, parse_total
 from schemas.times import TimeError, arrow_times_valid, parse_time
 from tests.normalizers.test_alipay import HEADER as ALIPAY_HEADER, GbkName

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import IntegrityError
 from normalizers.testing import channel_for, normalize_bytes, normalize_file
-from recon.errors import IntegrityError
 from tests.normalizers.regen_goldens import golden_paths, sample_files
 
 SAMPLES = Path(__file__).parent / "samples" / "paypal"

@@ -25,14 +25,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import reports.xlsx
 from reports import xlsxstream
 from reports.build import range_folder, write_range_report, write_reports
 from reports.data import break_sort_key, open_item_sort_key
 from reports.html import HTML_ROW_LIMIT
-from schemas.masking import CARD_RE, mask_card, mask_payer, mask_record, mask_text
 from reports.shortlist import Shortlist
 from reports.xlsx import COUNT_FORMAT, FORMULA_START, MONEY_FORMAT, ReportWorkbook, safe_text
+import reports.xlsx
+from schemas.masking import CARD_RE, mask_card, mask_payer, mask_record, mask_text
 from tests.conftest import DAY1, DAY2, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,9 +48,9 @@ OPENID_RE = re.compile(r"o[A-Za-z0-9_-]{27}")
 @pytest.fixture(scope="module")
 def root(spark, tmp_path_factory):
     """A two-day demo reconciled in-process, with this module's reports written on both dates."""
+    from core.storage import Storage
     from recon.config import load_settings
     from recon.demo import Demo
-    from recon.storage import Storage
 
     out = tmp_path_factory.mktemp("reports") / "demo"
     Demo(DAY1, 2, orders_per_day=40).build().write(out)  # what the demo_dir fixture builds, once per module

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from recon.errors import ConfigError
+from core.errors import ConfigError
 
 
 def parse_date(text: str) -> dt.date:

@@ -15,7 +15,7 @@ import importlib
 import pkgutil
 import re
 
-from recon.errors import ConfigError
+from core.errors import ConfigError
 
 _SHORT = re.compile(r"^[a-z][a-z0-9_]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 
-from recon.errors import ConfigError
+from core.errors import ConfigError
 
 
 def read_secret(table: dict, key: str, *, section: str, required: bool = True, **where) -> str | None:
