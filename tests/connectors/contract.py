@@ -164,42 +164,6 @@ class ConnectorContract:
         assert server.logins == before
         self.assert_nothing_landed(raw)
 
-<<<<<<< HEAD
-=======
-    def test_a_dated_folder_option_lands_each_dates_own_file(self, server, tmp_path):
-        from core.registry import load
-
-        key = load(self.connector_type, package="connectors", attribute="CONNECTOR").FOLDER_OPTION
-        if key is None:
-            pytest.skip(f"{self.connector_type} has no folder option")
-        days = (DAY, DAY + dt.timedelta(days=1))
-        for day in days:
-            server.publish(f"out/{day.isoformat()}/bill_{day:%Y%m%d}.csv", b"the bill of %s" % day.isoformat().encode())
-        storage = Storage((tmp_path / "root").as_uri())
-        channel = self.channel(server, **{key: "/out/{date:%Y-%m-%d}"})
-        for day in days:
-            manifest = land(storage, channel, day, work_dir=str(tmp_path / "work"))
-            (entry,) = manifest["files"]
-            assert entry["name"] == f"bill_{day:%Y%m%d}.csv"
-            assert entry["source"].endswith(f"/out/{day.isoformat()}/{entry['name']}")
-            landed = tmp_path / "root" / "raw" / "wechatpay" / day.isoformat() / entry["name"]
-            assert landed.read_bytes() == b"the bill of %s" % day.isoformat().encode()
-
-    def test_a_bad_date_pattern_in_the_folder_option_is_exit_2_before_any_connection(self, server, landing):
-        from core.registry import load
-
-        key = load(self.connector_type, package="connectors", attribute="CONNECTOR").FOLDER_OPTION
-        if key is None:
-            pytest.skip(f"{self.connector_type} has no folder option")
-        do_land, raw = landing
-        before = server.logins
-        with pytest.raises(ConfigError, match=f"bad \\[download\\] {key} pattern") as info:
-            do_land(self.channel(server, **{key: "/out/{date:%Y-%m-%d"}))
-        assert info.value.exit_code == 2 and info.value.channel == "wechatpay"
-        assert server.logins == before
-        self.assert_nothing_landed(raw)
-
->>>>>>> wt-g
     @pytest.mark.slow
     def test_the_downloaded_statement_goes_through_the_whole_run(self, server, spark, tmp_path):
         from recon.demo import Demo, bill_name

@@ -6,15 +6,9 @@ import logging
 
 import pytest
 
-<<<<<<< HEAD
-from recon.config import ChannelSettings
-from core.errors import FatalError, UnavailableError
-from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract, FolderContract
-=======
 from core.errors import FatalError, UnavailableError
 from core.settings import ChannelSettings
-from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract
->>>>>>> wt-g
+from tests.connectors.contract import FAST, NAME, STATEMENT, ConnectorContract, FolderContract
 from tests.connectors.servers.ftp import PASSWORD, USERNAME, FaultyFtpServer
 
 PASSWORD_ENV = "RECON_TEST_FTP_PASSWORD"
