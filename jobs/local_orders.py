@@ -3,6 +3,8 @@
 Configuration (``[local_orders]`` in pipeline.toml)::
 
     format = "csv"                      # or "parquet": {root}/local/{D}/*, one row per LocalRecord
+    allow_empty = false                 # true: an export without rows is accepted on a day the channels
+                                        # have records (default: refused, exit 4)
 
     format = "jdbc"                     # read the order system's read replica (PostgreSQL)
     url = "jdbc:postgresql://replica.internal:5432/shop"
@@ -60,7 +62,7 @@ from schemas import local as local_schema
 from schemas.money import CENTS_PATTERN
 
 FORMATS = ("csv", "parquet", "jdbc")
-FILE_KEYS = {"format"}
+FILE_KEYS = {"format", "allow_empty"}
 JDBC_KEYS = {"format", "url", "table", "query", "user", "password_env", "password_file", "num_partitions",
              "partition_column", "lower_bound", "upper_bound", "fetch_size", "timeout_seconds"}
 EXPORT_HINT = "fix the order system's export and re-run"
@@ -93,7 +95,10 @@ def parse_local_orders_config(raw: dict, conf_file) -> dict:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [local_orders] (format {fmt}); "
                           f"allowed: {', '.join(sorted(allowed))}", file=path)
     if fmt != "jdbc":
-        return {"format": fmt}
+        allow_empty = raw.get("allow_empty", False)
+        if not isinstance(allow_empty, bool):
+            raise ConfigError(f"local_orders.allow_empty must be true or false, got {allow_empty!r}", file=path)
+        return {"format": fmt, "allow_empty": allow_empty}
 
     def need_str(key):
         value = raw.get(key)
@@ -183,8 +188,9 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
     """D's local orders as a DataFrame with exactly schemas.local.spark_schema() (amount DecimalType(18,2)).
 
     ``settings_local_orders`` is the ``[local_orders]`` table (raw or already
-    parsed). ``window_minutes`` (the cut-off) does not widen the read: see the
-    module docstring. ``timezone`` is the business time zone (default: the
+    parsed). ``window_minutes`` (the largest cut-off) does not widen the JDBC read (see the module
+    docstring); an export's records must lie within D and that margin around it, checked in the plan
+    (``_of_the_day``; None: not checked). ``timezone`` is the business time zone (default: the
     session's spark.sql.session.timeZone, which jobs.spark sets from conf).
     """
     cfg = parse_local_orders_config(settings_local_orders, None)  # idempotent on a parsed table
@@ -198,10 +204,13 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
         if fmt == "parquet":  # Spark would read a column the files lack as null, without a word
             inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=EXPORT_HINT,
                                  date=day.isoformat())
-            return spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths])
+            df = spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths])
+            return _of_the_day(df, day, window_minutes, check_only=True)
         # columns matched by header name, file by file (jobs/inputs.py); amount read as text and checked
         return inputs.read_csv(spark, storage, paths, _amount_as_text(), what=what, hint=EXPORT_HINT,
-                               date=day.isoformat(), per_group=lambda text: _exact_amounts(text, day))
+                               date=day.isoformat(),
+                               per_group=lambda text: _of_the_day(_exact_amounts(text, day, keep_file=True), day,
+                                                                  window_minutes))
     zone = timezone or spark.conf.get("spark.sql.session.timeZone")
     return _read_jdbc(spark, cfg, day, zone)
 
@@ -216,7 +225,7 @@ def _amount_as_text():
                          for f in local_schema.spark_schema().fields])
 
 
-def _exact_amounts(text, day: dt.date):
+def _exact_amounts(text, day: dt.date, *, keep_file: bool = False):
     """The export read with ``amount`` as text (``_amount_as_text``), with ``amount`` as DecimalType(18,2).
 
     Spark's CSV reader would parse a decimal column leniently: it drops thousands separators ("1,234.56"),
@@ -244,7 +253,108 @@ def _exact_amounts(text, day: dt.date):
     fields = local_schema.spark_schema().fields
     money = next(f.dataType for f in fields if f.name == "amount")
     exact = F.when(amount.rlike(f"^{CENTS_PATTERN}$"), amount.cast(money)).otherwise(bad)
-    return text.select(*[(exact if f.name == "amount" else F.col(f.name)).alias(f.name) for f in fields])
+    columns = [(exact if f.name == "amount" else F.col(f.name)).alias(f.name) for f in fields]
+    return text.select(*columns, *([F.col("_metadata.file_path").alias(FILE_COLUMN)] if keep_file else []))
+
+
+# -- the export's records belong to D -------------------------------------------------------------------------------
+
+OUT_OF_DAY = "lies outside the business date"  # in the plan's error: the job then counts the rows (out_of_day_error)
+FILE_COLUMN = "recon_file"
+
+
+def time_bounds(day: dt.date, margin_minutes: int) -> tuple[str, str]:
+    """[first, end) of the times an export of D may hold: D and the cut-off margin on either side.
+
+    A local record belongs to D by COALESCE(paid_at, created_at); the margin keeps clock skew around midnight
+    (a callback stamped 00:00:20 on D+1 for a payment of 23:59:50, an order of 23:58) from failing a day.
+    """
+    margin = dt.timedelta(minutes=margin_minutes)
+    start = dt.datetime.combine(day, dt.time())
+    return ((start - margin).strftime("%Y-%m-%d %H:%M:%S"),
+            (start + dt.timedelta(days=1) + margin).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _record_time():
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.nullif(F.col("created_at"), F.lit("")))
+
+
+def _outside(day: dt.date, margin_minutes: int):
+    from pyspark.sql import functions as F
+
+    first, end = time_bounds(day, margin_minutes)
+    when = _record_time()  # times compare as fixed-width text in the business zone, like the cut-off
+    return when.isNotNull() & ((when < F.lit(first)) | (when >= F.lit(end)))
+
+
+def _of_the_day(df, day: dt.date, margin_minutes: int | None, *, check_only: bool = False):
+    """``df`` (LocalRecord columns, and the file path in FILE_COLUMN from a CSV read) with a check in the plan:
+    a record whose time lies outside D and its margin fails the job's one pass (F.raise_error, like the
+    amount check), naming one such order; the job then counts them per file (``out_of_day_error``). The check
+    rides on ``created_at``, which every record carries through the classification."""
+    from pyspark.sql import functions as F
+
+    if margin_minutes is None:
+        return df.drop(FILE_COLUMN) if FILE_COLUMN in df.columns else df
+    first, end = time_bounds(day, margin_minutes)
+    where = F.col(FILE_COLUMN) if FILE_COLUMN in df.columns else F.lit("the export")
+    bad = F.raise_error(F.concat(
+        F.lit("local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" in "), where,
+        F.lit(": its time "), _record_time(), F.lit(f" {OUT_OF_DAY} {day.isoformat()} [{first}, {end})")))
+    fields = [f.name for f in local_schema.spark_schema().fields]
+    checked = F.when(_outside(day, margin_minutes), bad).otherwise(F.col("created_at"))
+    return df.select(*[(checked if n == "created_at" else F.col(n)).alias(n) for n in fields])
+
+
+MAX_FILES_NAMED = 5
+
+
+def out_of_day_error(spark, storage: Storage, settings_local_orders: dict, day: dt.date,
+                     margin_minutes: int) -> ReconError:
+    """The IntegrityError (exit 4) for an export holding records of another day: per file, how many rows lie
+    outside D and its margin, with the first such order and its time. Runs only on that failure (a second
+    read of the export)."""
+    from pyspark.sql import functions as F
+
+    from recon.errors import IntegrityError
+
+    cfg = parse_local_orders_config(settings_local_orders, None)
+    folder, names = local_export_files(storage, day)
+    paths = [storage.uri(posixpath.join(folder, n)) for n in names]
+    if cfg.get("format", "csv") == "parquet":
+        df = spark.read.schema(local_schema.spark_schema()).parquet(*paths).select(
+            "order_no", "created_at", "paid_at", F.col("_metadata.file_path").alias(FILE_COLUMN))
+    else:
+        from jobs import inputs
+
+        groups = inputs.group_by_header(storage, [posixpath.join(folder, n) for n in names], local_schema.COLUMNS,
+                                        what="the local orders export", hint=EXPORT_HINT, date=day.isoformat())
+        df = inputs.read_groups(spark, groups, _amount_as_text(), per_group=lambda text: text.select(
+            "order_no", "created_at", "paid_at", F.col("_metadata.file_path").alias(FILE_COLUMN)))
+    when = _record_time()
+    rows = (df.withColumn("when", when).groupBy(FILE_COLUMN)
+            .agg(F.count(F.lit(1)).alias("rows"), F.sum(_outside(day, margin_minutes).cast("int")).alias("bad"),
+                 F.min(F.when(_outside(day, margin_minutes), F.struct("when", "order_no"))).alias("first"),
+                 F.min("when").alias("earliest"), F.max("when").alias("latest"))
+            .filter(F.col("bad") > 0).orderBy(FILE_COLUMN).collect())
+    first, end = time_bounds(day, margin_minutes)
+    d = day.isoformat()
+    if not rows:  # the export changed between the two reads
+        return IntegrityError(f"the local orders export holds records whose time {OUT_OF_DAY} {d}", date=d,
+                              file=storage.uri(folder), hint="put this date's export there and re-run")
+    parts = [f"{r['bad']} of {r['rows']} rows in {r[FILE_COLUMN]} (times {r['earliest']} to {r['latest']}; e.g. "
+             f"order {r['first']['order_no']} at {r['first']['when']})" for r in rows[:MAX_FILES_NAMED]]
+    more = f" and {len(rows) - MAX_FILES_NAMED} more files" if len(rows) > MAX_FILES_NAMED else ""
+    total = sum(r["bad"] for r in rows)
+    return IntegrityError(
+        f"the local orders export holds {total} record{'s' if total != 1 else ''} of another day: by paid_at (or "
+        f"created_at) {'it lies' if total == 1 else 'they lie'} outside {d} and its cut-off margin "
+        f"[{first}, {end}): {'; '.join(parts)}{more}", date=d,
+        file=rows[0][FILE_COLUMN] if len(rows) == 1 else storage.uri(folder),
+        hint=f"is this another date's export? put the order system's export of {d} under "
+             f"{storage.uri(folder)} and re-run; nothing was published")
 
 
 def day_bounds(day: dt.date) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from connectors.landing import land, mark_for_refetch
 from normalizers.publish import normalize_channel
 from recon.config import Settings
 from recon.errors import IntegrityError, ReconError, combined_exit_code
-from recon.storage import Storage
+from recon.storage import Storage, disk_error
 
 log = logging.getLogger(__name__)
 STAGES = ("download", "normalize", "reconcile")
@@ -103,6 +103,12 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
         except ReconError as exc:
             log.error("%s", exc.describe())
             result.error = exc
+        except OSError as exc:  # a full or read-only disk outside the publish (e.g. removing leftovers)
+            error = disk_error(exc, writing=f"under {storage.uri('recon')}", date=day.isoformat())
+            if error is None:
+                raise
+            log.error("%s", error.describe())
+            result.error = error
     return result
 
 
@@ -123,6 +129,12 @@ def _as_recon_error(exc: Exception, channel: str, day: dt.date) -> ReconError:
     if isinstance(exc, ReconError):
         log.error("%s", exc.describe())
         return exc
+    disk = disk_error(exc, writing=f"the {channel} files of {day} (raw/ or standard/)", channel=channel,
+                      date=day.isoformat())
+    if disk is not None:  # a full or read-only disk: said in words, no traceback
+        log.debug("the write behind %s", disk.message, exc_info=exc)
+        log.error("%s", disk.describe())
+        return disk
     log.exception("channel %s date %s: unexpected failure", channel, day)
     return ReconError(f"unexpected {type(exc).__name__}: {exc}", channel=channel, date=day.isoformat(),
                       hint="this is a bug or an unforeseen condition; the log above has the traceback")
