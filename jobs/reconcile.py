@@ -247,8 +247,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         except BaseException as exc:
             if staged is not None:
                 _discard(storage, staged)
-            error = disk_error(exc, writing=f"the result of {d} under {storage.uri('recon')}", date=d) \
-                if isinstance(exc, OSError) else None
+            error = disk_error(exc, writing=f"the result of {d} under {storage.uri('recon')}", date=d,
+                               file=storage.uri(staged) if staged else None) if isinstance(exc, OSError) else None
             if error is None:
                 raise
             log.debug("the write behind %s", error.message, exc_info=exc)

@@ -56,6 +56,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
     for name in names:
         settings.channel(name)  # unknown names are configuration errors, before any work
     result = DateResult(day)
+    d = day.isoformat()
     timings: dict[str, float] = {}
     if "download" in stages:
         # Channels download concurrently: one slow or failing server delays nobody else.
@@ -71,7 +72,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
                 try:
                     timings[f"download.{name}_seconds"] = future.result()
                 except Exception as exc:  # noqa: BLE001 - one channel's failure must not stop the others
-                    result.failures[name] = _as_recon_error(exc, name, day)
+                    result.failures[name] = _as_recon_error(exc, name, day, writing=storage.uri("raw", name, d))
     ready = []
     for name in names:
         if name in result.failures:
@@ -85,7 +86,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
                 result.failures[name] = _as_recon_error(_refetch_damaged(storage, exc, name, day), name, day)
                 continue
             except Exception as exc:  # noqa: BLE001
-                result.failures[name] = _as_recon_error(exc, name, day)
+                result.failures[name] = _as_recon_error(exc, name, day, writing=storage.uri("standard", name, d))
                 continue
         ready.append(name)
     if "reconcile" in stages:
@@ -124,13 +125,13 @@ def _refetch_damaged(storage: Storage, exc: IntegrityError, channel: str, day: d
     return exc
 
 
-def _as_recon_error(exc: Exception, channel: str, day: dt.date) -> ReconError:
+def _as_recon_error(exc: Exception, channel: str, day: dt.date, writing: str | None = None) -> ReconError:
     """Log a channel's failure and return it as a ReconError (unexpected errors become exit 1)."""
     if isinstance(exc, ReconError):
         log.error("%s", exc.describe())
         return exc
-    disk = disk_error(exc, writing=f"the {channel} files of {day} (raw/ or standard/)", channel=channel,
-                      date=day.isoformat())
+    disk = disk_error(exc, writing=writing or f"the {channel} files of {day}", channel=channel,
+                      date=day.isoformat(), file=writing)
     if disk is not None:  # a full or read-only disk: said in words, no traceback
         log.debug("the write behind %s", disk.message, exc_info=exc)
         log.error("%s", disk.describe())

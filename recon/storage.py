@@ -266,10 +266,10 @@ def disk_problem(exc: BaseException | str) -> int | None:
 
 
 def disk_error(exc: BaseException | str, *, writing: str, channel: str | None = None, date: str | None = None,
-               code: int | None = None):
+               code: int | None = None, file: str | None = None):
     """The ReconError (exit 1) for a write that failed because the disk is full or read-only, or None when
     ``exc`` is something else. ``writing`` says what was being written, e.g. a folder's URI; the file the
-    system named (when it named one) is the error's file."""
+    system named (when it named one, else ``file``) is the error's file."""
     from recon.errors import ReconError
 
     code = code or disk_problem(exc)
@@ -277,6 +277,6 @@ def disk_error(exc: BaseException | str, *, writing: str, channel: str | None = 
         return None
     what, hint = DISK_PROBLEMS[code]
     m = _QUOTED_PATH.search(exc if isinstance(exc, str) else str(exc))
-    file = m.group(1) if m else (exc.filename if isinstance(exc, OSError) and exc.filename else None)
+    file = m.group(1) if m else (exc.filename if isinstance(exc, OSError) and exc.filename else file)
     return ReconError(f"cannot write {writing}: {what}; nothing was published, the result published before is "
                       f"unchanged", channel=channel, date=date, file=str(file) if file else None, hint=hint)
