@@ -368,18 +368,17 @@ def rerun_hint(prev: dt.date, day: dt.date) -> str:
 def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema, day: dt.date | None = None):
     """The open items ``prev`` published (its open_items.csv), matched by header name (jobs/inputs.py).
 
-    A published date without its open_items.csv (or its summary.json) is an integrity failure (exit 4): the
-    chain of open items is broken, and carrying nothing would lose them without a word.
+    A published date without its open_items.csv is an integrity failure (exit 4): the chain of open items is
+    broken, and carrying nothing would lose them without a word (its summary.json: ``previous_closing``).
     """
     from jobs import inputs
 
     folder = recon_dir(prev)
     hint = rerun_hint(prev, day or prev + dt.timedelta(days=1))
-    for name in ("open_items.csv", "summary.json"):
-        if not storage.is_file(folder, name):
-            raise IntegrityError(f"the result published for {prev} (it has _SUCCESS) has no {name}: the open "
-                                 f"items carried to {day or 'the next date'} cannot be known",
-                                 date=(day or prev).isoformat(), file=storage.uri(folder, name), hint=hint)
+    if not storage.is_file(folder, "open_items.csv"):
+        raise IntegrityError(f"the result published for {prev} (it has _SUCCESS) has no open_items.csv: the open "
+                             f"items carried to {day or 'the next date'} cannot be known",
+                             date=(day or prev).isoformat(), file=storage.uri(folder, "open_items.csv"), hint=hint)
     return inputs.read_csv(spark, storage, [posixpath.join(folder, "open_items.csv")], item_schema,
                            what=f"open_items.csv published for {prev}", date=prev.isoformat(), hint=hint)
 

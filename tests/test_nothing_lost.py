@@ -153,6 +153,15 @@ def _missing(items: Path) -> None:
     items.unlink()
 
 
+def _summary_missing(items: Path) -> None:
+    items.with_name("summary.json").unlink()
+
+
+def _summary_unparsable(items: Path) -> None:
+    path = items.with_name("summary.json")
+    path.write_bytes(path.read_bytes()[:100])
+
+
 def _unparsable(items: Path) -> None:
     items.write_bytes(items.read_bytes().split(b"\n", 1)[0] + b"\n\x00\xff\x13garbage,\"unclosed\n")
 
@@ -163,6 +172,8 @@ def _unparsable(items: Path) -> None:
     (_amount_changed, "do not add up to its closing"),
     (_missing, "has no open_items.csv"),
     (_unparsable, "cannot be read"),
+    (_summary_missing, "has no summary.json"),
+    (_summary_unparsable, "summary.json published for 2026-11-20 cannot be read"),
 ])
 def test_a_broken_chain_of_open_items_exits_4_naming_the_file_and_the_re_run(
         two_days, spark, tmp_path, capsys, damage, said):  # noqa: F811
@@ -173,7 +184,8 @@ def test_a_broken_chain_of_open_items_exits_4_naming_the_file_and_the_re_run(
     assert _reconcile(other, spark) == 4
     text = _text(capsys)
     assert said in text, text
-    assert f"{DAY1}/open_items.csv" in text and f"re-run the reconcile of {DAY1}" in text
+    named = "summary.json" if damage in (_summary_missing, _summary_unparsable) else "open_items.csv"
+    assert f"{DAY1}/{named}" in text and f"re-run the reconcile of {DAY1}" in text
     assert f"recon run --date {DAY1} --cascade" in text
     if damage in (_row_removed, _amount_changed):
         assert "wechatpay:" in text and f"{DAY1}/summary.json" in text
