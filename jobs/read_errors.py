@@ -209,7 +209,7 @@ def spark_error(exc: BaseException, storage=None, *, date: str | None = None) ->
 
     for _cls, _sub, text in causes:  # a write (or Spark's scratch space) on a full or read-only disk: exit 1
         if disk_problem(text) is not None:
-            return disk_error(text, writing="the result", date=date)
+            return disk_error(text, writing="the result (or Spark's scratch space, spark.local.dir)", date=date)
 
     for cls, _sub, text in causes:
         if cls == "USER_RAISED_EXCEPTION":  # a check of ours in the plan; its message says what and where
