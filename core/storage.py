@@ -18,6 +18,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -180,7 +181,12 @@ class Storage:
             retired = posixpath.join(posixpath.dirname(final),
                                      f".retired-{posixpath.basename(final)}-{uuid.uuid4().hex[:12]}")
             self.move(final, retired)
-        self.move(staged, final)
+        try:
+            self.move(staged, final)
+        except BaseException:
+            if retired:  # put the previous result back (Storage.recover would, under the next run's lock)
+                self.move(retired, final)
+            raise
         if retired:
             self.delete(retired)
 
@@ -228,3 +234,49 @@ class _Readable(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         return self._stream.readinto(buffer)  # straight into the caller's buffer: no intermediate copy
+
+
+# -- a disk that cannot take the write -------------------------------------------------------------------------
+
+DISK_PROBLEMS = {
+    errno.ENOSPC: ("the filesystem is full (no space left on device)",
+                   "free space on that filesystem (or give the job a larger one), then re-run"),
+    errno.EDQUOT: ("the disk quota is exhausted",
+                   "raise the quota or free space on that filesystem, then re-run"),
+    errno.EROFS: ("the filesystem is mounted read-only",
+                  "check the mount (remount it read-write, or point [pipeline] root at a writable one), then "
+                  "re-run"),
+}
+# the same conditions as Java (Hadoop, Spark) and the C library word them
+DISK_PROBLEM_WORDS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                      "Read-only file system": errno.EROFS}
+_QUOTED_PATH = re.compile(r"'(/[^']+)'")
+
+
+def disk_problem(exc: BaseException | str) -> int | None:
+    """The errno (ENOSPC, EDQUOT, EROFS) when ``exc`` (an exception or an error text) says the disk could not
+    take a write, else None."""
+    if isinstance(exc, OSError) and exc.errno in DISK_PROBLEMS:
+        return exc.errno
+    text = exc if isinstance(exc, str) else str(exc)
+    for words, code in DISK_PROBLEM_WORDS.items():
+        if words in text:
+            return code
+    return None
+
+
+def disk_error(exc: BaseException | str, *, writing: str, channel: str | None = None, date: str | None = None,
+               code: int | None = None, file: str | None = None):
+    """The ReconError (exit 1) for a write that failed because the disk is full or read-only, or None when
+    ``exc`` is something else. ``writing`` says what was being written, e.g. a folder's URI; the file the
+    system named (when it named one, else ``file``) is the error's file."""
+    from core.errors import ReconError
+
+    code = code or disk_problem(exc)
+    if code is None:
+        return None
+    what, hint = DISK_PROBLEMS[code]
+    m = _QUOTED_PATH.search(exc if isinstance(exc, str) else str(exc))
+    file = m.group(1) if m else (exc.filename if isinstance(exc, OSError) and exc.filename else file)
+    return ReconError(f"cannot write {writing}: {what}; nothing was published, the result published before is "
+                      f"unchanged", channel=channel, date=date, file=str(file) if file else None, hint=hint)

@@ -3,6 +3,8 @@
 Configuration (``[local_orders]`` in pipeline.toml)::
 
     format = "csv"                      # or "parquet": {root}/local/{D}/*, one row per LocalRecord
+    allow_empty = false                 # true: an export without rows is accepted on a day the channels
+                                        # have records (default: refused, exit 4)
 
     format = "jdbc"                     # read the order system's read replica (PostgreSQL)
     url = "jdbc:postgresql://replica.internal:5432/shop"
@@ -17,30 +19,7 @@ Configuration (``[local_orders]`` in pipeline.toml)::
     fetch_size = 10000                  # rows per round trip (default 10000)
     timeout_seconds = 900               # socket read timeout of each connection (default 900)
 
-The table, view or query must yield the LocalRecord columns (schemas/local.py):
-``order_no, refund_no, txn_type, channel, currency, amount, status,
-created_at, paid_at`` with ``amount`` numeric (at most 2 decimals, else the
-read fails) and ``created_at`` / ``paid_at`` of type ``timestamp`` (wall time
-in the business time zone) or ``timestamptz``. Each connection runs
-``SET TIME ZONE '<business zone>'`` first, so both kinds are formatted as
-``YYYY-MM-DD HH:MM:SS`` in the business zone and the day's bounds mean the
-business day, daylight-saving days included. An empty ``refund_no`` or
-``paid_at`` arrives as null, exactly as the CSV reader gives an empty field.
-
-Which rows belong to D: those whose ``COALESCE(paid_at, created_at)`` lies in
-``[D 00:00, D+1 00:00)`` -- the same rule as the export ("a local record
-belongs to D by paid_at, or created_at"), and nothing more. The cut-off
-window is deliberately *not* added on either side: a record paid at 00:00:20
-on D+1 belongs to D+1's read; if it were also read on D it would be counted
-on both days (MATCHED on D against the channel's 23:59:50 record, and a false
-LOCAL_ONLY on D+1). Pairs that straddle midnight are handled by carrying
-PENDING_CUTOFF items to D+1 (jobs/transforms.py), which needs each record in
-exactly one day's input.
-
-Only PostgreSQL is supported over JDBC (the SQL uses ``to_char``,
-``hashtext`` and ``SET TIME ZONE``). The password is given to Spark as a read
-option of this one read, never in the Spark configuration; Spark redacts
-options named like ``password`` in plans and the UI.
+The JDBC read is ``jobs/local_jdbc.py``.
 """
 
 from __future__ import annotations
@@ -50,23 +29,17 @@ import os
 import posixpath
 import re
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.errors import ConfigError, FatalError, ReconError, UnavailableError
-from core.secrets import read_secret
+from core.errors import ConfigError, ReconError, UnavailableError
 from core.storage import Storage
-from jobs.read_errors import java_causes as _java_causes
 from schemas import local as local_schema
 from schemas.money import CENTS_PATTERN
 
 FORMATS = ("csv", "parquet", "jdbc")
-FILE_KEYS = {"format"}
+FILE_KEYS = {"format", "allow_empty"}
 JDBC_KEYS = {"format", "url", "table", "query", "user", "password_env", "password_file", "num_partitions",
              "partition_column", "lower_bound", "upper_bound", "fetch_size", "timeout_seconds"}
 EXPORT_HINT = "fix the order system's export and re-run"
-PG_DRIVER = "org.postgresql.Driver"
-PART_COLUMN = "recon_part"
-EXACT_COLUMN = "recon_amount_exact"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _SECRET_IN_URL = re.compile(r"(?i)[?&;](password|sslpassword)=")
 
@@ -93,7 +66,10 @@ def parse_local_orders_config(raw: dict, conf_file) -> dict:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [local_orders] (format {fmt}); "
                           f"allowed: {', '.join(sorted(allowed))}", file=path)
     if fmt != "jdbc":
-        return {"format": fmt}
+        allow_empty = raw.get("allow_empty", False)
+        if not isinstance(allow_empty, bool):
+            raise ConfigError(f"local_orders.allow_empty must be true or false, got {allow_empty!r}", file=path)
+        return {"format": fmt, "allow_empty": allow_empty}
 
     def need_str(key):
         value = raw.get(key)
@@ -158,14 +134,6 @@ def parse_local_orders_config(raw: dict, conf_file) -> dict:
     return out
 
 
-def describe_source(cfg: dict, day: dt.date | None = None) -> str:
-    """Where local orders come from, for logs and summary.json (never a secret)."""
-    if cfg.get("format", "csv") != "jdbc":
-        return f"{cfg.get('format', 'csv')} export under local/{day.isoformat() if day else '{D}'}/"
-    what = f"table {cfg['table']}" if "table" in cfg else "the configured query"
-    return f"{cfg['url'].split('?')[0]} ({what}, user {cfg['user']})"
-
-
 def local_export_files(storage: Storage, day: dt.date) -> tuple[str, list[str]]:
     """(folder, file names) of D's CSV / Parquet export; UnavailableError when there is none."""
     folder = posixpath.join("local", day.isoformat())
@@ -183,8 +151,9 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
     """D's local orders as a DataFrame with exactly schemas.local.spark_schema() (amount DecimalType(18,2)).
 
     ``settings_local_orders`` is the ``[local_orders]`` table (raw or already
-    parsed). ``window_minutes`` (the cut-off) does not widen the read: see the
-    module docstring. ``timezone`` is the business time zone (default: the
+    parsed). ``window_minutes`` (the largest cut-off) does not widen the JDBC read (see the module
+    docstring); an export's records must lie within D and that margin around it, checked in the plan
+    (``_of_the_day``; None: not checked). ``timezone`` is the business time zone (default: the
     session's spark.sql.session.timeZone, which jobs.spark sets from conf).
     """
     cfg = parse_local_orders_config(settings_local_orders, None)  # idempotent on a parsed table
@@ -198,12 +167,17 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
         if fmt == "parquet":  # Spark would read a column the files lack as null, without a word
             inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=EXPORT_HINT,
                                  date=day.isoformat())
-            return spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths])
+            df = spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths])
+            return _of_the_day(df, day, window_minutes, check_only=True)
         # columns matched by header name, file by file (jobs/inputs.py); amount read as text and checked
         return inputs.read_csv(spark, storage, paths, _amount_as_text(), what=what, hint=EXPORT_HINT,
-                               date=day.isoformat(), per_group=lambda text: _exact_amounts(text, day))
+                               date=day.isoformat(),
+                               per_group=lambda text: _of_the_day(_exact_amounts(text, day, keep_file=True), day,
+                                                                  window_minutes))
     zone = timezone or spark.conf.get("spark.sql.session.timeZone")
-    return _read_jdbc(spark, cfg, day, zone)
+    from jobs.local_jdbc import read_jdbc
+
+    return read_jdbc(spark, cfg, day, zone)
 
 
 MAX_DIGITS_SHOWN = 12  # a bad amount with more digits is not quoted in the error (it could be a card number)
@@ -216,7 +190,7 @@ def _amount_as_text():
                          for f in local_schema.spark_schema().fields])
 
 
-def _exact_amounts(text, day: dt.date):
+def _exact_amounts(text, day: dt.date, *, keep_file: bool = False):
     """The export read with ``amount`` as text (``_amount_as_text``), with ``amount`` as DecimalType(18,2).
 
     Spark's CSV reader would parse a decimal column leniently: it drops thousands separators ("1,234.56"),
@@ -244,116 +218,107 @@ def _exact_amounts(text, day: dt.date):
     fields = local_schema.spark_schema().fields
     money = next(f.dataType for f in fields if f.name == "amount")
     exact = F.when(amount.rlike(f"^{CENTS_PATTERN}$"), amount.cast(money)).otherwise(bad)
-    return text.select(*[(exact if f.name == "amount" else F.col(f.name)).alias(f.name) for f in fields])
+    columns = [(exact if f.name == "amount" else F.col(f.name)).alias(f.name) for f in fields]
+    return text.select(*columns, *([F.col("_metadata.file_path").alias(FILE_COLUMN)] if keep_file else []))
 
 
-def day_bounds(day: dt.date) -> tuple[str, str]:
-    """[start, end) of business day D as wall-clock timestamps."""
-    return f"{day.isoformat()} 00:00:00", f"{(day + dt.timedelta(days=1)).isoformat()} 00:00:00"
+# -- the export's records belong to D -------------------------------------------------------------------------------
+
+OUT_OF_DAY = "lies outside the business date"  # in the plan's error: the job then counts the rows (out_of_day_error)
+FILE_COLUMN = "recon_file"
 
 
-def jdbc_sql(cfg: dict, day: dt.date) -> str:
-    """The SQL Spark sends (as ``dbtable``): D's rows of the source, formatted as LocalRecord columns."""
-    source = cfg["table"] if "table" in cfg else f"({cfg['query']})"
-    start, end = day_bounds(day)
-    when = "COALESCE(src.paid_at, src.created_at)"
+def time_bounds(day: dt.date, margin_minutes: int) -> tuple[str, str]:
+    """[first, end) of the times an export of D may hold: D and the cut-off margin on either side.
 
-    def text(col):
-        return f"NULLIF(CAST(src.{col} AS text), '') AS {col}"
-
-    def ts(col):
-        return f"to_char(src.{col}, 'YYYY-MM-DD HH24:MI:SS') AS {col}"
-
-    columns = [
-        text("order_no"), text("refund_no"), text("txn_type"), text("channel"), text("currency"),
-        "CAST(src.amount AS numeric(18,2)) AS amount",
-        f"(CAST(src.amount AS numeric) = round(CAST(src.amount AS numeric), 2)) AS {EXACT_COLUMN}",
-        text("status"), ts("created_at"), ts("paid_at"),
-    ]
-    if "partition_column" in cfg:
-        columns.append(f"src.{cfg['partition_column']} AS {PART_COLUMN}")
-    elif cfg.get("num_partitions", 1) > 1:
-        key = "COALESCE(CAST(src.order_no AS text), '') || '|' || COALESCE(CAST(src.refund_no AS text), '')"
-        columns.append(f"mod(abs(CAST(hashtext({key}) AS bigint)), {cfg['num_partitions']}) AS {PART_COLUMN}")
-    return (f"SELECT {', '.join(columns)} FROM {source} AS src "
-            f"WHERE {when} >= TIMESTAMP '{start}' AND {when} < TIMESTAMP '{end}'")
+    A local record belongs to D by COALESCE(paid_at, created_at); the margin keeps clock skew around midnight
+    (a callback stamped 00:00:20 on D+1 for a payment of 23:59:50, an order of 23:58) from failing a day.
+    """
+    margin = dt.timedelta(minutes=margin_minutes)
+    start = dt.datetime.combine(day, dt.time())
+    return ((start - margin).strftime("%Y-%m-%d %H:%M:%S"),
+            (start + dt.timedelta(days=1) + margin).strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def _password(cfg: dict) -> str:
-    return read_secret(cfg, "password", section="local_orders")
-
-
-def _read_jdbc(spark, cfg: dict, day: dt.date, zone: str):
+def _record_time():
     from pyspark.sql import functions as F
 
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown business time zone {zone!r}") from None
-    password = _password(cfg)
-    reader = (spark.read.format("jdbc")
-              .option("url", cfg["url"])
-              .option("driver", PG_DRIVER)
-              .option("dbtable", f"({jdbc_sql(cfg, day)}) AS recon_local")
-              .option("user", cfg["user"])
-              .option("password", password)
-              .option("fetchsize", str(cfg.get("fetch_size", 10000)))
-              .option("sessionInitStatement",
-                      f"SET TIME ZONE '{zone}'; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-              # driver connection properties: every network call has a timeout
-              .option("connectTimeout", "15")
-              .option("socketTimeout", str(cfg.get("timeout_seconds", 900)))
-              .option("ApplicationName", "recon local orders"))
-    parts = cfg.get("num_partitions", 1)
-    if "partition_column" in cfg:
-        reader = (reader.option("partitionColumn", PART_COLUMN).option("lowerBound", str(cfg["lower_bound"]))
-                  .option("upperBound", str(cfg["upper_bound"])).option("numPartitions", str(parts)))
-    elif parts > 1:
-        reader = (reader.option("partitionColumn", PART_COLUMN).option("lowerBound", "0")
-                  .option("upperBound", str(parts)).option("numPartitions", str(parts)))
-    try:
-        df = reader.load()  # connects once to learn the columns: configuration errors surface here
-    except Exception as exc:  # py4j / captured JVM exceptions
-        raise _jdbc_error(exc, cfg, day, password) from None
+    return F.coalesce(F.nullif(F.col("paid_at"), F.lit("")), F.nullif(F.col("created_at"), F.lit("")))
+
+
+def _outside(day: dt.date, margin_minutes: int):
+    from pyspark.sql import functions as F
+
+    first, end = time_bounds(day, margin_minutes)
+    when = _record_time()  # times compare as fixed-width text in the business zone, like the cut-off
+    return when.isNotNull() & ((when < F.lit(first)) | (when >= F.lit(end)))
+
+
+def _of_the_day(df, day: dt.date, margin_minutes: int | None, *, check_only: bool = False):
+    """``df`` (LocalRecord columns, and the file path in FILE_COLUMN from a CSV read) with a check in the plan:
+    a record whose time lies outside D and its margin fails the job's one pass (F.raise_error, like the
+    amount check), naming one such order; the job then counts them per file (``out_of_day_error``). The check
+    rides on ``created_at``, which every record carries through the classification."""
+    from pyspark.sql import functions as F
+
+    if margin_minutes is None:
+        return df.drop(FILE_COLUMN) if FILE_COLUMN in df.columns else df
+    first, end = time_bounds(day, margin_minutes)
+    where = F.col(FILE_COLUMN) if FILE_COLUMN in df.columns else F.lit("the export")
+    bad = F.raise_error(F.concat(
+        F.lit("local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" in "), where,
+        F.lit(": its time "), _record_time(), F.lit(f" {OUT_OF_DAY} {day.isoformat()} [{first}, {end})")))
+    fields = [f.name for f in local_schema.spark_schema().fields]
+    checked = F.when(_outside(day, margin_minutes), bad).otherwise(F.col("created_at"))
+    return df.select(*[(checked if n == "created_at" else F.col(n)).alias(n) for n in fields])
+
+
+MAX_FILES_NAMED = 5
+
+
+def out_of_day_error(spark, storage: Storage, settings_local_orders: dict, day: dt.date,
+                     margin_minutes: int) -> ReconError:
+    """The IntegrityError (exit 4) for an export holding records of another day: per file, how many rows lie
+    outside D and its margin, with the first such order and its time. Runs only on that failure (a second
+    read of the export)."""
+    from pyspark.sql import functions as F
+
+    from core.errors import IntegrityError
+
+    cfg = parse_local_orders_config(settings_local_orders, None)
+    folder, names = local_export_files(storage, day)
+    paths = [storage.uri(posixpath.join(folder, n)) for n in names]
+    if cfg.get("format", "csv") == "parquet":
+        df = spark.read.schema(local_schema.spark_schema()).parquet(*paths).select(
+            "order_no", "created_at", "paid_at", F.col("_metadata.file_path").alias(FILE_COLUMN))
+    else:
+        from jobs import inputs
+
+        groups = inputs.group_by_header(storage, [posixpath.join(folder, n) for n in names], local_schema.COLUMNS,
+                                        what="the local orders export", hint=EXPORT_HINT, date=day.isoformat())
+        df = inputs.read_groups(spark, groups, _amount_as_text(), per_group=lambda text: text.select(
+            "order_no", "created_at", "paid_at", F.col("_metadata.file_path").alias(FILE_COLUMN)))
+    when = _record_time()
+    rows = (df.withColumn("when", when).groupBy(FILE_COLUMN)
+            .agg(F.count(F.lit(1)).alias("rows"), F.sum(_outside(day, margin_minutes).cast("int")).alias("bad"),
+                 F.min(F.when(_outside(day, margin_minutes), F.struct("when", "order_no"))).alias("first"),
+                 F.min("when").alias("earliest"), F.max("when").alias("latest"))
+            .filter(F.col("bad") > 0).orderBy(FILE_COLUMN).collect())
+    first, end = time_bounds(day, margin_minutes)
     d = day.isoformat()
-    amount = F.when(F.col(EXACT_COLUMN), F.col("amount")).otherwise(F.raise_error(F.concat(
-        F.lit("local order "), F.coalesce(F.col("order_no"), F.lit("?")), F.lit(" "),
-        F.coalesce(F.col("refund_no"), F.lit("")),
-        F.lit(f" has an amount with more than 2 decimals in {describe_source(cfg)} (date {d}); fix the order "
-              f"system's data or cast it in local_orders.query"))))
-    fields = local_schema.spark_schema().fields
-    return df.select(*[(amount if f.name == "amount" else F.col(f.name)).cast(f.dataType).alias(f.name)
-                       for f in fields])
+    if not rows:  # the export changed between the two reads
+        return IntegrityError(f"the local orders export holds records whose time {OUT_OF_DAY} {d}", date=d,
+                              file=storage.uri(folder), hint="put this date's export there and re-run")
+    parts = [f"{r['bad']} of {r['rows']} rows in {r[FILE_COLUMN]} (times {r['earliest']} to {r['latest']}; e.g. "
+             f"order {r['first']['order_no']} at {r['first']['when']})" for r in rows[:MAX_FILES_NAMED]]
+    more = f" and {len(rows) - MAX_FILES_NAMED} more files" if len(rows) > MAX_FILES_NAMED else ""
+    total = sum(r["bad"] for r in rows)
+    return IntegrityError(
+        f"the local orders export holds {total} record{'s' if total != 1 else ''} of another day: by paid_at (or "
+        f"created_at) {'it lies' if total == 1 else 'they lie'} outside {d} and its cut-off margin "
+        f"[{first}, {end}): {'; '.join(parts)}{more}", date=d,
+        file=rows[0][FILE_COLUMN] if len(rows) == 1 else storage.uri(folder),
+        hint=f"is this another date's export? put the order system's export of {d} under "
+             f"{storage.uri(folder)} and re-run; nothing was published")
 
 
-def _jdbc_error(exc: Exception, cfg: dict, day: dt.date, password: str) -> ReconError:
-    chain = _java_causes(exc)
-    text = "\n".join([str(exc)] + [f"{cls}: {msg}" for cls, msg in chain])
-    if password:
-        text = text.replace(password, "***")
-    # the database's own words (PSQLException) say more than Spark's wrapper
-    sql = [msg for cls, msg in chain if cls.endswith(("PSQLException", "SQLException")) and msg]
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    first = (sql[0] if sql else (lines[0] if lines else type(exc).__name__))
-    if password:
-        first = first.replace(password, "***")
-    first = first.splitlines()[0][:400] if first else ""
-    where = dict(date=day.isoformat())
-    src = describe_source(cfg)
-    if "ClassNotFoundException" in text or "No suitable driver" in text:
-        return ConfigError(f"the PostgreSQL JDBC driver is not on Spark's classpath ({first})", **where,
-                           hint="set \"spark.jars\" = \"/usr/share/java/postgresql.jar\" in [spark] "
-                                "(Debian package libpostgresql-jdbc-java)")
-    if "password authentication failed" in text or "28P01" in text or "no password was provided" in text:
-        return FatalError(f"{src}: the database refused user {cfg['user']} ({first})", **where,
-                          hint="check local_orders.user and the password in "
-                               f"{cfg.get('password_env') or cfg.get('password_file')}")
-    if "does not exist" in text or "syntax error" in text or "42P01" in text or "42703" in text:
-        return ConfigError(f"{src}: {first}", **where,
-                           hint="local_orders.table / query must yield the columns order_no, refund_no, txn_type, "
-                                "channel, currency, amount, status, created_at, paid_at")
-    if any(s in text for s in ("Connection refused", "UnknownHost", "timed out", "Connection attempt failed",
-                               "08001", "08006", "The connection attempt failed")):
-        return UnavailableError(f"cannot reach {src}: {first}", **where,
-                                hint="check that the read replica is up and reachable, then re-run the date")
-    return ReconError(f"reading local orders from {src} failed: {first}", **where)

@@ -205,6 +205,12 @@ def spark_error(exc: BaseException, storage=None, *, date: str | None = None) ->
         chain = [(type(exc).__name__, str(exc))]
     causes = _conditions(chain)
 
+    from core.storage import disk_error, disk_problem
+
+    for _cls, _sub, text in causes:  # a write (or Spark's scratch space) on a full or read-only disk: exit 1
+        if disk_problem(text) is not None:
+            return disk_error(text, writing="the result (or Spark's scratch space, spark.local.dir)", date=date)
+
     for cls, _sub, text in causes:
         if cls == "USER_RAISED_EXCEPTION":  # a check of ours in the plan; its message says what and where
             return IntegrityError(text[:600], date=date)

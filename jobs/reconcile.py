@@ -17,7 +17,8 @@ import time
 from core.dates import window_start
 from core.errors import IntegrityError, UnavailableError
 from core.settings import Settings
-from core.storage import Storage
+from core.storage import Storage, disk_error
+from jobs.local_orders import OUT_OF_DAY
 from reports.build import write_reports
 from schemas import standard
 from schemas.csvio import SPARK_CSV_WRITE_OPTIONS
@@ -64,7 +65,7 @@ def write_single_csv(storage: Storage, df, order, folder: str, name: str) -> Non
         if error is None:
             raise
         log.debug("Spark's error behind %s", error.message, exc_info=exc)
-        raise error from None
+        raise error.named(file=storage.uri(parts_dir)) from None
     parts = [n for n in storage.list(parts_dir) if n.startswith("part-") and n.endswith(".csv")]
     if len(parts) != 1:
         raise IntegrityError(f"expected one part file for {name}, Spark wrote {len(parts)}", file=parts_dir)
@@ -78,11 +79,20 @@ def _money(value) -> str:
     return format_money(value if value is not None else Decimal("0.00"))
 
 
+def local_margin(settings: Settings) -> int:
+    """Minutes around D an export's record may lie and still be D's: the largest cut-off window configured."""
+    return max((c.cutoff_minutes for c in settings.channels.values()), default=30)
+
+
 def _read_local(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str]):
-    """Local orders of D (export files or a JDBC read); returns (frame, folder for errors, export files)."""
+    """Local orders of D (export files or a JDBC read); returns (frame, folder for errors, export files).
+
+    An export's records are checked in the plan to lie within D and the cut-off margin around it
+    (``jobs.local_orders``); the JDBC read takes exactly D.
+    """
     from jobs.local_orders import local_export_files, read_local_orders
 
-    cutoff = max((settings.channels[ch].cutoff_minutes for ch in channels), default=30)
+    cutoff = local_margin(settings)
     local = read_local_orders(spark, storage, settings.local_orders, day, cutoff, timezone=settings.timezone)
     if settings.local_orders.get("format", "csv") == "jdbc":
         return local, local_dir(day), []
@@ -121,8 +131,10 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         log.warning("date %s: carrying open items from %s, the latest reconciled date (%s is missing)", d, prev,
                     day - dt.timedelta(days=1))
     item_schema = open_item_spark_schema()
-    if prev is not None:
-        opening = _read_open_items(spark, storage, prev, item_schema)
+    opening_check = None
+    if prev is not None:  # today's opening is yesterday's published closing, checked before anything else
+        opening = _read_open_items(spark, storage, prev, item_schema, day)
+        opening_check = check_opening(storage, prev, opening, day)
     else:
         opening = empty_frame(spark, item_schema)
 
@@ -158,7 +170,13 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             if error is None:
                 raise
             log.debug("Spark's error behind %s", error.message, exc_info=exc)
+            if local_files and OUT_OF_DAY in error.message:  # the export holds another day's records: how many
+                from jobs.local_orders import out_of_day_error
+
+                error = out_of_day_error(spark, storage, settings.local_orders, day, local_margin(settings))
             raise error from None
+        if local_files:
+            _check_not_empty(storage, settings, day, totals, local_folder, local_files)
         dups = [t for t in totals if t["category"] == tx.LOCAL_DUPLICATE_KEY]
         if dups:
             examples = (rows.filter(F.col("category") == tx.LOCAL_DUPLICATE_KEY)
@@ -183,8 +201,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         held_items = opening.filter(~in_scope)
 
         # -- load --------------------------------------------------------------------------------------------
-        staged = storage.staging("recon", d)
+        staged = None
         try:
+            staged = storage.staging("recon", d)
             t0 = time.time()
             rejects = read_rejects(spark, storage, available, day, staged)
             write_single_csv(storage, tx.discrepancies(rows, d, rejects), DISCREPANCY_ORDER, staged,
@@ -206,7 +225,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                 F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount")).collect()
             summary = build_summary(
                 storage, settings, day, run_id=run_id, totals=totals, available=available, missing=missing,
-                held_local=held_local, held_items=held_item_rows, previous=prev,
+                held_local=held_local, held_items=held_item_rows, previous=prev, opening_check=opening_check,
                 local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
                 reconcile_seconds=round(time.time() - started, 3))
             storage.write_json(summary, staged, "summary.json")
@@ -215,10 +234,16 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             write_reports(storage, staged, day)  # report.html and report.xlsx, inside the atomic publish
             _phase("wrote report.html and report.xlsx", t0)
             storage.write_bytes(b"", staged, "_SUCCESS")
-        except BaseException:
-            storage.delete(staged)
-            raise
-        storage.swap_in(staged, recon_dir(day))
+            storage.swap_in(staged, recon_dir(day))
+        except BaseException as exc:
+            if staged is not None:
+                _discard(storage, staged)
+            error = disk_error(exc, writing=f"the result of {d} under {storage.uri('recon')}", date=d,
+                               file=storage.uri(staged) if staged else None) if isinstance(exc, OSError) else None
+            if error is None:
+                raise
+            log.debug("the write behind %s", error.message, exc_info=exc)
+            raise error from None
     finally:
         rows.unpersist()
         kept.unpersist()
@@ -325,14 +350,125 @@ def read_rejects(spark, storage: Storage, channels: list[str], day: dt.date, sta
 APPLIED_DIR = "corrections/applied"
 
 
-def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema):
-    """The open items ``prev`` published (its open_items.csv), matched by header name (jobs/inputs.py)."""
+def rerun_hint(prev: dt.date, day: dt.date) -> str:
+    """What to do when the result ``day`` carries from (``prev``) is damaged or missing."""
+    return (f"a published result must not be edited: restore it from a copy, or re-run the reconcile of {prev} "
+            f"(recon run --date {prev} --cascade), then re-run {day}")
+
+
+def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema, day: dt.date | None = None):
+    """The open items ``prev`` published (its open_items.csv), matched by header name (jobs/inputs.py).
+
+    A published date without its open_items.csv is an integrity failure (exit 4): the chain of open items is
+    broken, and carrying nothing would lose them without a word (its summary.json: ``previous_closing``).
+    """
     from jobs import inputs
 
-    return inputs.read_csv(spark, storage, [posixpath.join(recon_dir(prev), "open_items.csv")], item_schema,
-                           what=f"open_items.csv published for {prev}", date=prev.isoformat(),
-                           hint=f"a published result must not be edited: restore it or re-run the reconcile of "
-                                f"{prev}, then re-run this date")
+    folder = recon_dir(prev)
+    hint = rerun_hint(prev, day or prev + dt.timedelta(days=1))
+    if not storage.is_file(folder, "open_items.csv"):
+        raise IntegrityError(f"the result published for {prev} (it has _SUCCESS) has no open_items.csv: the open "
+                             f"items carried to {day or 'the next date'} cannot be known",
+                             date=(day or prev).isoformat(), file=storage.uri(folder, "open_items.csv"), hint=hint)
+    return inputs.read_csv(spark, storage, [posixpath.join(folder, "open_items.csv")], item_schema,
+                           what=f"open_items.csv published for {prev}", date=prev.isoformat(), hint=hint)
+
+
+def previous_closing(storage: Storage, prev: dt.date, day: dt.date) -> tuple[dict | None, dict]:
+    """({channel: {"records", "amount"}} or None, {"records", "amount"} total) of ``prev``'s closing, from its
+    summary.json. None per channel for a summary written before closings were recorded per channel."""
+    from decimal import Decimal, InvalidOperation
+
+    path = storage.uri(recon_dir(prev), "summary.json")
+    try:
+        summary = storage.read_json(recon_dir(prev), "summary.json")
+        total = summary["roll_forward"]["closing"]
+        total = {"records": int(total["records"]), "amount": Decimal(total["amount"])}
+        per = summary.get("roll_forward_by_channel")
+        if per is not None:
+            per = {ch: {"records": int(v["closing"]["records"]), "amount": Decimal(v["closing"]["amount"])}
+                   for ch, v in per.items()}
+    except FileNotFoundError:
+        raise IntegrityError(f"the result published for {prev} has no summary.json", date=day.isoformat(),
+                             file=path, hint=rerun_hint(prev, day)) from None
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"summary.json published for {prev} cannot be read for its closing open items "
+                             f"({type(exc).__name__}: {str(exc)[:120]})", date=day.isoformat(), file=path,
+                             hint=rerun_hint(prev, day)) from None
+    return per, total
+
+
+def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dict:
+    """Today's opening (``prev``'s open_items.csv, as read) must equal ``prev``'s published closing (its
+    summary.json), count and amount per channel; else IntegrityError (exit 4), before anything is classified.
+
+    One small aggregate of open_items.csv (the few open items, not the day's records); a file Spark cannot
+    parse fails here too, with its line. A summary written before closings were per channel is compared on
+    its total. Returns what was checked, for summary.json.
+    """
+    from decimal import Decimal
+
+    from pyspark.sql import functions as F
+
+    from jobs.read_errors import spark_error
+
+    d = day.isoformat()
+    items = storage.uri(recon_dir(prev), "open_items.csv")
+    try:
+        rows = opening.groupBy("channel").agg(F.count(F.lit(1)).alias("records"),
+                                              F.sum("amount").alias("amount")).collect()
+    except Exception as exc:
+        error = spark_error(exc, storage, date=d)
+        if error is None:
+            raise
+        log.debug("Spark's error behind %s", error.message, exc_info=exc)
+        error.hint = rerun_hint(prev, day)
+        raise error.named(file=items) from None
+    zero = Decimal("0.00")
+    found = {r["channel"] or "": {"records": r["records"], "amount": r["amount"] or zero} for r in rows}
+    per, total = previous_closing(storage, prev, day)
+    if per is None:
+        expected = {"(all channels)": total}
+        found = {"(all channels)": {"records": sum(v["records"] for v in found.values()),
+                                    "amount": sum((v["amount"] for v in found.values()), zero)}}
+    else:
+        expected = {ch: v for ch, v in per.items() if v["records"] or v["amount"]}
+    off = []
+    for ch in sorted(set(found) | set(expected)):
+        f = found.get(ch, {"records": 0, "amount": zero})
+        e = expected.get(ch, {"records": 0, "amount": zero})
+        if f["records"] != e["records"] or f["amount"] != e["amount"]:
+            off.append(f"{ch}: {f['records']} items / {_money(f['amount'])} in open_items.csv, "
+                       f"{e['records']} / {_money(e['amount'])} in summary.json")
+    if off:
+        raise IntegrityError(
+            f"the open items {prev} published do not add up to its closing, so {d} cannot open with them "
+            f"({'; '.join(off)}; summary.json {storage.uri(recon_dir(prev), 'summary.json')})",
+            date=d, file=items, hint=rerun_hint(prev, day))
+    return {"date": prev.isoformat(), "by": "total" if per is None else "channel"}
+
+
+def _check_not_empty(storage: Storage, settings: Settings, day: dt.date, totals: list[dict], folder: str, files: list[str]) -> None:
+    """An export without a single record while today's statements have some is refused (exit 4), unless
+    ``[local_orders] allow_empty = true`` says such a day is expected."""
+    local = sum(t["records"] for t in totals if t["side"] in ("LOCAL", "HELD") and not t["carried"])
+    channel = sum(t["records"] for t in totals if t["side"] == "CHANNEL" and not t["carried"])
+    if local or not channel or settings.local_orders.get("allow_empty"):
+        return
+    raise IntegrityError(f"the local orders export has no records while the channels' statements have {channel} "
+                         f"for this date ({', '.join(files)})", date=day.isoformat(),
+                         file=storage.uri(posixpath.join(folder, files[0]) if len(files) == 1 else folder),
+                         hint="put the order system's export of this date there and re-run; if no order is "
+                              "expected on such a day, set allow_empty = true in [local_orders]")
+
+
+def _discard(storage: Storage, staged: str) -> None:
+    """Delete a staging folder of a failed run; a failure to do so (a read-only disk) is only logged: the next
+    run under the lock removes it (Storage.recover)."""
+    try:
+        storage.delete(staged)
+    except OSError as exc:
+        log.warning("could not remove %s (%s); the next run removes it", storage.uri(staged), exc)
 
 
 def _corrections_already(spark, storage: Storage, day: dt.date):
@@ -356,7 +492,7 @@ def _corrections_already(spark, storage: Storage, day: dt.date):
 
 def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],
                   available: list[str], missing: list[str], held_local, held_items, previous, local_files,
-                  extra: dict, reconcile_seconds: float) -> dict:
+                  extra: dict, reconcile_seconds: float, opening_check: dict | None = None) -> dict:
     """summary.json: counts and amounts per channel and category, control totals, roll-forward, inputs."""
     from decimal import Decimal
 
@@ -364,7 +500,12 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
 
     zero = Decimal("0.00")
     by_channel: dict[str, dict] = {}
-    roll = {k: {"records": 0, "amount": zero} for k in ("opening", "new", "cleared", "closing")}
+    terms = ("opening", "new", "cleared", "closing")
+    roll = {k: {"records": 0, "amount": zero} for k in terms}
+    roll_by_channel: dict[str, dict] = {}  # the same per channel: D+1 checks its opening against "closing"
+
+    def rolls(channel):
+        return roll, roll_by_channel.setdefault(channel, {k: {"records": 0, "amount": zero} for k in terms})
     for ch in available:
         by_channel[ch] = {"categories": {}, "local": {"records": 0, "amount": zero},
                           "channel": {"records": 0, "amount": zero}, "discrepancy_rows": 0, "corrections": 0}
@@ -386,17 +527,22 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
         ch["discrepancy_rows"] += t["rows"]
         if t["category"] in CORRECTION_ACTIONS:
             ch["corrections"] += t["rows"]
-        if t["carried"]:
-            _add(roll["opening"], t["records"], amount)
-        if t["category"] in carried_categories:
-            _add(roll["closing"], t["records"], amount)
-            if not t["carried"]:
-                _add(roll["new"], t["records"], amount)
-    for r in held_items:
-        _add(roll["opening"], r["records"], r["amount"] or zero)
-        _add(roll["closing"], r["records"], r["amount"] or zero)
-    roll["cleared"]["records"] = roll["opening"]["records"] + roll["new"]["records"] - roll["closing"]["records"]
-    roll["cleared"]["amount"] = roll["opening"]["amount"] + roll["new"]["amount"] - roll["closing"]["amount"]
+        for r in rolls(t["channel"]):
+            if t["carried"]:
+                _add(r["opening"], t["records"], amount)
+            if t["category"] in carried_categories:
+                _add(r["closing"], t["records"], amount)
+                if not t["carried"]:
+                    _add(r["new"], t["records"], amount)
+    for h in held_items:
+        for r in rolls(h["channel"]):
+            _add(r["opening"], h["records"], h["amount"] or zero)
+            _add(r["closing"], h["records"], h["amount"] or zero)
+    for ch in available:
+        rolls(ch)
+    for r in (roll, *roll_by_channel.values()):
+        r["cleared"]["records"] = r["opening"]["records"] + r["new"]["records"] - r["closing"]["records"]
+        r["cleared"]["amount"] = r["opening"]["amount"] + r["new"]["amount"] - r["closing"]["amount"]
 
     inputs, control = [], {}
     for ch in available:
@@ -448,7 +594,12 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
                                              for r in held_items},
         },
         "roll_forward": roll,
+        "roll_forward_by_channel": dict(sorted(roll_by_channel.items())),
         "carried_from": previous.isoformat() if previous else None,
+        # the previous date's published closing that today's opening was checked against (count and amount
+        # per channel, or in total against a summary without per-channel closings), before classifying
+        "opening_checked_against": opening_check["date"] if opening_check else None,
+        "opening_checked_by": opening_check["by"] if opening_check else None,
         "inputs": inputs,
         "timings": {**extra.get("timings", {}), "reconcile_seconds": reconcile_seconds},
         "failures": extra.get("failures", {}),

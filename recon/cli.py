@@ -88,6 +88,14 @@ def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
     except ReconError as exc:
         print(f"recon: error (exit {exc.exit_code}): {exc.describe()}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full or read-only disk where no stage told it better: in words, exit 1
+        from core.storage import disk_error
+
+        error = disk_error(exc, writing="a file of the run")
+        if error is None:
+            raise
+        print(f"recon: error (exit {error.exit_code}): {error.describe()}", file=sys.stderr)
+        return error.exit_code
 
 
 def _dispatch(args, spark_factory) -> int:

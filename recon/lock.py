@@ -28,8 +28,7 @@ class RunLock:
 
     def __init__(self, work_dir: str | None = None, what: str = "recon", *, path: str | None = None):
         if path is None:
-            os.makedirs(work_dir, exist_ok=True)
-            path = os.path.join(work_dir, "recon.lock")
+            path = os.path.join(work_dir, "recon.lock")  # its folder is made by try_acquire
         self.path = path
         self.what = what
         self.holder = ""
@@ -37,8 +36,13 @@ class RunLock:
 
     def try_acquire(self) -> bool:
         """Take the lock, or say who holds it (``holder``) and return False."""
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        fh = open(self.path, "a+")  # a local lock file by definition
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            fh = open(self.path, "a+")  # a local lock file by definition
+        except OSError as exc:
+            raise ReconError(f"cannot open the run lock {self.path}: {exc.strerror or exc}", file=self.path,
+                             hint="check that the work folder is writable (a read-only or full disk?) or set "
+                                  "[pipeline] work_dir to a writable local folder, then re-run") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -46,20 +50,29 @@ class RunLock:
             self.holder = fh.read().strip() or "unknown process"
             fh.close()
             return False
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} ({self.what}) on {socket.gethostname()} since "
-                 f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}\n")
-        fh.flush()
+        try:  # who holds it: a courtesy for the next run's message (the flock is the lock)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} ({self.what}) on {socket.gethostname()} since "
+                     f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}\n")
+            fh.flush()
+        except OSError:  # a full disk
+            pass
         self._fh = fh
         return True
 
     def release(self) -> None:
         if self._fh is not None:
-            self._fh.seek(0)
-            self._fh.truncate()
+            try:
+                self._fh.seek(0)
+                self._fh.truncate()
+            except OSError:  # a full disk: the holder line stays; the lock is released all the same
+                pass
             fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
             self._fh = None
 
     def __enter__(self) -> "RunLock":

@@ -17,7 +17,7 @@ from typing import Callable
 
 from connectors.landing import land, mark_for_refetch
 from core.errors import IntegrityError, ReconError, combined_exit_code
-from core.storage import Storage
+from core.storage import Storage, disk_error
 from normalizers.publish import normalize_channel
 from recon.config import Settings
 
@@ -56,6 +56,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
     for name in names:
         settings.channel(name)  # unknown names are configuration errors, before any work
     result = DateResult(day)
+    d = day.isoformat()
     timings: dict[str, float] = {}
     if "download" in stages:
         # Channels download concurrently: one slow or failing server delays nobody else.
@@ -71,7 +72,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
                 try:
                     timings[f"download.{name}_seconds"] = future.result()
                 except Exception as exc:  # noqa: BLE001 - one channel's failure must not stop the others
-                    result.failures[name] = _as_recon_error(exc, name, day)
+                    result.failures[name] = _as_recon_error(exc, name, day, writing=storage.uri("raw", name, d))
     ready = []
     for name in names:
         if name in result.failures:
@@ -85,7 +86,7 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
                 result.failures[name] = _as_recon_error(_refetch_damaged(storage, exc, name, day), name, day)
                 continue
             except Exception as exc:  # noqa: BLE001
-                result.failures[name] = _as_recon_error(exc, name, day)
+                result.failures[name] = _as_recon_error(exc, name, day, writing=storage.uri("standard", name, d))
                 continue
         ready.append(name)
     if "reconcile" in stages:
@@ -103,6 +104,12 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
         except ReconError as exc:
             log.error("%s", exc.describe())
             result.error = exc
+        except OSError as exc:  # a full or read-only disk outside the publish (e.g. removing leftovers)
+            error = disk_error(exc, writing=f"under {storage.uri('recon')}", date=day.isoformat())
+            if error is None:
+                raise
+            log.error("%s", error.describe())
+            result.error = error
     return result
 
 
@@ -118,11 +125,17 @@ def _refetch_damaged(storage: Storage, exc: IntegrityError, channel: str, day: d
     return exc
 
 
-def _as_recon_error(exc: Exception, channel: str, day: dt.date) -> ReconError:
+def _as_recon_error(exc: Exception, channel: str, day: dt.date, writing: str | None = None) -> ReconError:
     """Log a channel's failure and return it as a ReconError (unexpected errors become exit 1)."""
     if isinstance(exc, ReconError):
         log.error("%s", exc.describe())
         return exc
+    disk = disk_error(exc, writing=writing or f"the {channel} files of {day}", channel=channel,
+                      date=day.isoformat(), file=writing)
+    if disk is not None:  # a full or read-only disk: said in words, no traceback
+        log.debug("the write behind %s", disk.message, exc_info=exc)
+        log.error("%s", disk.describe())
+        return disk
     log.exception("channel %s date %s: unexpected failure", channel, day)
     return ReconError(f"unexpected {type(exc).__name__}: {exc}", channel=channel, date=day.isoformat(),
                       hint="this is a bug or an unforeseen condition; the log above has the traceback")
