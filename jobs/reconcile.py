@@ -217,8 +217,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                 "age_days", F.datediff(F.lit(d), F.to_date("first_seen")).cast("int"))
             _phase("wrote corrections.csv", t0)
             t0 = time.time()
-            write_single_csv(storage, tx.open_items(rows).unionByName(carried_unchanged), OPEN_ITEM_ORDER,
-                             staged, "open_items.csv")
+            closing = tx.open_items(rows).unionByName(carried_unchanged)
+            write_single_csv(storage, closing, OPEN_ITEM_ORDER, staged, "open_items.csv")
+            digests = {r["channel"]: r["digest"] for r in tx.items_digest(closing).collect()}
             _phase("wrote open_items.csv", t0)
             t0 = time.time()
             held_item_rows = carried_unchanged.groupBy("channel").agg(
@@ -226,6 +227,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             summary = build_summary(
                 storage, settings, day, run_id=run_id, totals=totals, available=available, missing=missing,
                 held_local=held_local, held_items=held_item_rows, previous=prev, opening_check=opening_check,
+                closing_digests=digests,
                 local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
                 reconcile_seconds=round(time.time() - started, 3))
             storage.write_json(summary, staged, "summary.json")
@@ -385,8 +387,9 @@ def previous_closing(storage: Storage, prev: dt.date, day: dt.date) -> tuple[dic
         total = summary["roll_forward"]["closing"]
         total = {"records": int(total["records"]), "amount": Decimal(total["amount"])}
         per = summary.get("roll_forward_by_channel")
-        if per is not None:
-            per = {ch: {"records": int(v["closing"]["records"]), "amount": Decimal(v["closing"]["amount"])}
+        if per is not None:  # the digest of the items' content: recorded since it was added (else None)
+            per = {ch: {"records": int(v["closing"]["records"]), "amount": Decimal(v["closing"]["amount"]),
+                        "digest": v["closing"].get("digest")}
                    for ch, v in per.items()}
     except FileNotFoundError:
         raise IntegrityError(f"the result published for {prev} has no summary.json", date=day.isoformat(),
@@ -414,9 +417,11 @@ def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dic
 
     d = day.isoformat()
     items = storage.uri(recon_dir(prev), "open_items.csv")
+    from jobs.transforms import items_digest
+
     try:
-        rows = opening.groupBy("channel").agg(F.count(F.lit(1)).alias("records"),
-                                              F.sum("amount").alias("amount")).collect()
+        rows = (opening.groupBy("channel").agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"))
+                .join(items_digest(opening), "channel", "left").collect())
     except Exception as exc:
         error = spark_error(exc, storage, date=d)
         if error is None:
@@ -425,7 +430,8 @@ def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dic
         error.hint = rerun_hint(prev, day)
         raise error.named(file=items) from None
     zero = Decimal("0.00")
-    found = {r["channel"] or "": {"records": r["records"], "amount": r["amount"] or zero} for r in rows}
+    found = {r["channel"] or "": {"records": r["records"], "amount": r["amount"] or zero, "digest": r["digest"]}
+             for r in rows}
     per, total = previous_closing(storage, prev, day)
     if per is None:
         expected = {"(all channels)": total}
@@ -440,6 +446,9 @@ def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dic
         if f["records"] != e["records"] or f["amount"] != e["amount"]:
             off.append(f"{ch}: {f['records']} items / {_money(f['amount'])} in open_items.csv, "
                        f"{e['records']} / {_money(e['amount'])} in summary.json")
+        elif e.get("digest") is not None and f.get("digest") != e["digest"]:
+            off.append(f"{ch}: {f['records']} items / {_money(f['amount'])} as in summary.json, but their content "
+                       f"is not what {prev} wrote (a value cut or changed)")
     if off:
         raise IntegrityError(
             f"the open items {prev} published do not add up to its closing, so {d} cannot open with them "
@@ -492,7 +501,8 @@ def _corrections_already(spark, storage: Storage, day: dt.date):
 
 def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],
                   available: list[str], missing: list[str], held_local, held_items, previous, local_files,
-                  extra: dict, reconcile_seconds: float, opening_check: dict | None = None) -> dict:
+                  extra: dict, reconcile_seconds: float, opening_check: dict | None = None,
+                  closing_digests: dict[str, str] | None = None) -> dict:
     """summary.json: counts and amounts per channel and category, control totals, roll-forward, inputs."""
     from decimal import Decimal
 
@@ -543,6 +553,8 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
     for r in (roll, *roll_by_channel.values()):
         r["cleared"]["records"] = r["opening"]["records"] + r["new"]["records"] - r["closing"]["records"]
         r["cleared"]["amount"] = r["opening"]["amount"] + r["new"]["amount"] - r["closing"]["amount"]
+    for ch, r in roll_by_channel.items():  # what D+1 checks the content of open_items.csv against
+        r["closing"]["digest"] = (closing_digests or {}).get(ch, "0")
 
     inputs, control = [], {}
     for ch in available:

@@ -127,7 +127,11 @@ def test_the_opening_is_checked_against_the_previous_closing_per_channel(two_day
         assert summary["opening_checked_by"] == ("channel" if prev else None)
     day1 = json.loads((_recon(two_days, DAY1) / "summary.json").read_text())["roll_forward_by_channel"]
     day2 = json.loads((_recon(two_days, DAY2) / "summary.json").read_text())["roll_forward_by_channel"]
-    assert {ch: v["closing"] for ch, v in day1.items()} == {ch: v["opening"] for ch, v in day2.items()}
+    assert {ch: {k: v["closing"][k] for k in ("records", "amount")} for ch, v in day1.items()} == \
+        {ch: v["opening"] for ch, v in day2.items()}
+    # the content of each channel's items is recorded too (a value cut or changed keeps count and amount)
+    assert all(v["closing"]["digest"].lstrip("-").isdigit() for v in (*day1.values(), *day2.values()))
+    assert any(v["closing"]["digest"] != "0" for v in day1.values())
 
 
 def _cut_mid_row(items: Path) -> None:
@@ -145,6 +149,24 @@ def _amount_changed(items: Path) -> None:
     rows = _table(items)
     i = rows[0].index("amount")
     rows[1][i] = str(Decimal(rows[1][i]) + 1)
+    with items.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+
+
+def _cut_in_the_last_value(items: Path) -> None:
+    """Cut short inside the last value of the last row: count and amount stay, the row still parses."""
+    rows = _table(items)
+    last = next(r for r in rows[1:] if r[-1])  # a row whose last value (paid_at / created_at) is not empty
+    rows.remove(last)
+    with items.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows + [last])
+    items.write_bytes(items.read_bytes()[:-4])  # "...23:58:00\n" -> "...23:58"
+
+
+def _order_no_changed(items: Path) -> None:
+    rows = _table(items)
+    i = rows[0].index("order_no")
+    rows[1][i] = rows[1][i] + "X"
     with items.open("w", encoding="utf-8", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
 
@@ -170,6 +192,8 @@ def _unparsable(items: Path) -> None:
     (_cut_mid_row, "where the header has"),
     (_row_removed, "do not add up to its closing"),
     (_amount_changed, "do not add up to its closing"),
+    (_cut_in_the_last_value, "their content is not what 2026-11-20 wrote"),
+    (_order_no_changed, "their content is not what 2026-11-20 wrote"),
     (_missing, "has no open_items.csv"),
     (_unparsable, "cannot be read"),
     (_summary_missing, "has no summary.json"),
@@ -187,7 +211,7 @@ def test_a_broken_chain_of_open_items_exits_4_naming_the_file_and_the_re_run(
     named = "summary.json" if damage in (_summary_missing, _summary_unparsable) else "open_items.csv"
     assert f"{DAY1}/{named}" in text and f"re-run the reconcile of {DAY1}" in text
     assert f"recon run --date {DAY1} --cascade" in text
-    if damage in (_row_removed, _amount_changed):
+    if damage in (_row_removed, _amount_changed, _cut_in_the_last_value, _order_no_changed):
         assert "wechatpay:" in text and f"{DAY1}/summary.json" in text
     _clean(text)
     assert _published(other, DAY2) == before  # nothing classified, nothing published
