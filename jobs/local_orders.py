@@ -37,7 +37,7 @@ from schemas.money import CENTS_PATTERN
 
 FORMATS = ("csv", "parquet", "jdbc")
 FILE_KEYS = {"format", "allow_empty"}
-JDBC_KEYS = {"format", "url", "table", "query", "user", "password_env", "password_file", "num_partitions",
+JDBC_KEYS = {"format", "allow_empty", "url", "table", "query", "user", "password_env", "password_file", "num_partitions",
              "partition_column", "lower_bound", "upper_bound", "fetch_size", "timeout_seconds"}
 EXPORT_HINT = "fix the order system's export and re-run"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -65,10 +65,10 @@ def parse_local_orders_config(raw: dict, conf_file) -> dict:
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [local_orders] (format {fmt}); "
                           f"allowed: {', '.join(sorted(allowed))}", file=path)
+    allow_empty = raw.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise ConfigError(f"local_orders.allow_empty must be true or false, got {allow_empty!r}", file=path)
     if fmt != "jdbc":
-        allow_empty = raw.get("allow_empty", False)
-        if not isinstance(allow_empty, bool):
-            raise ConfigError(f"local_orders.allow_empty must be true or false, got {allow_empty!r}", file=path)
         return {"format": fmt, "allow_empty": allow_empty}
 
     def need_str(key):
@@ -113,6 +113,7 @@ def parse_local_orders_config(raw: dict, conf_file) -> dict:
         base = Path(path).parent if path else Path.cwd()
         out["password_file"] = str((base / os.path.expanduser(need_str("password_file"))).resolve())
 
+    out["allow_empty"] = allow_empty
     out["num_partitions"] = int_key("num_partitions", 1, 1, 1024)
     out["fetch_size"] = int_key("fetch_size", 10000, 1, 1_000_000)
     out["timeout_seconds"] = int_key("timeout_seconds", 900, 1, 86400)

@@ -175,8 +175,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
 
                 error = out_of_day_error(spark, storage, settings.local_orders, day, local_margin(settings))
             raise error from None
-        if local_files:
-            _check_not_empty(storage, settings, day, totals, local_folder, local_files)
+        _check_not_empty(storage, settings, day, totals, local_folder, local_files)
         dups = [t for t in totals if t["category"] == tx.LOCAL_DUPLICATE_KEY]
         if dups:
             examples = (rows.filter(F.col("category") == tx.LOCAL_DUPLICATE_KEY)
@@ -464,6 +463,14 @@ def _check_not_empty(storage: Storage, settings: Settings, day: dt.date, totals:
     channel = sum(t["records"] for t in totals if t["side"] == "CHANNEL" and not t["carried"])
     if local or not channel or settings.local_orders.get("allow_empty"):
         return
+    if not files:  # the read replica (JDBC) returned no row of D
+        from jobs.local_jdbc import describe_source
+
+        raise IntegrityError(f"{describe_source(settings.local_orders)} has no local order of this date while the "
+                             f"channels' statements have {channel}", date=day.isoformat(),
+                             hint="check that local_orders.table / query reads the order system's current data "
+                                  "(a replica that stopped replicating?) and re-run; if no order is expected on "
+                                  "such a day, set allow_empty = true in [local_orders]")
     raise IntegrityError(f"the local orders export has no records while the channels' statements have {channel} "
                          f"for this date ({', '.join(files)})", date=day.isoformat(),
                          file=storage.uri(posixpath.join(folder, files[0]) if len(files) == 1 else folder),

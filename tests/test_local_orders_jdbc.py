@@ -240,3 +240,30 @@ def test_bad_configuration_is_a_config_error(raw, message):
     with pytest.raises(ConfigError, match=message) as err:
         parse_local_orders_config(raw, "/etc/recon/pipeline.toml")
     assert err.value.exit_code == 2 and isinstance(err.value, ReconError)
+
+
+def test_a_replica_with_no_order_of_the_day_is_refused_unless_allowed(jdbc_spark, demo, shop_db, tmp_path,
+                                                                      capsys):
+    """The replica answers, but with nothing for D (zone_probe holds one refund of D2) while the statements
+    have records: exit 4, as for an empty export; `allow_empty = true` says such a day is expected."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    server, name = shop_db
+    copy = tmp_path / "demo"
+    shutil.copytree(demo / "conf", copy / "conf")
+    shutil.copytree(demo / "inbox", copy / "inbox")
+    conf = copy / "conf" / "pipeline.toml"
+    section = (f'\n[local_orders]\nformat = "jdbc"\nurl = "{server.jdbc_url_for(name)}"\ntable = "zone_probe"\n'
+               f'user = "{server.user}"\npassword_env = "{PASSWORD_VAR}"\n')
+    conf.write_text(conf.read_text(encoding="utf-8") + section, encoding="utf-8")
+    assert run_cli("run", "--conf", str(conf), "--date", D1.isoformat(), spark=jdbc_spark) == 4
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "(table zone_probe, user" in text and "has no local order of this date" in text
+    assert "allow_empty = true" in text and "Traceback" not in text
+    assert not (copy / "root" / "recon" / D1.isoformat()).exists()
+    conf.write_text(conf.read_text(encoding="utf-8") + "allow_empty = true\n", encoding="utf-8")
+    assert run_cli("run", "--conf", str(conf), "--date", D1.isoformat(), spark=jdbc_spark) == 0
+    assert (copy / "root" / "recon" / D1.isoformat() / "_SUCCESS").exists()
