@@ -11,10 +11,13 @@ framework's (``connectors.landing``), not the connector's.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import shutil
+import socket
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -102,6 +105,52 @@ class Attempt:
         """Raise RetriableError once the attempt has run past its wall-clock limit."""
         if self.expired():
             raise self.timeout_error()
+
+
+class SocketWatch:
+    """The sockets of one attempt, shut down together when its time is up (``until``).
+
+    Socket timeouts bound each read, not the attempt: a server that trickles a byte now and then keeps every
+    read short and the attempt alive. Shutting the sockets down ends any blocked read at once; the connector
+    then sees a closed connection and, ``expired`` being set, reports ``attempt.timeout_error()``.
+    """
+
+    def __init__(self):
+        self.sockets: list[socket.socket] = []
+        self.expired = threading.Event()
+        self._lock = threading.Lock()
+
+    def add(self, sock) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+        if self.expired.is_set():
+            self._shut(sock)
+
+    def expire(self) -> None:
+        self.expired.set()
+        with self._lock:
+            for sock in self.sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock) -> None:
+        # socket.socket.shutdown on the descriptor, not SSLSocket's (which would drop its TLS state under the
+        # reading thread): the blocked read returns at once and the library reports a closed connection.
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
+
+    @contextlib.contextmanager
+    def until(self, attempt: "Attempt"):
+        """Expire when ``attempt`` runs out of wall-clock time, unless the block ends first."""
+        timer = threading.Timer(max(0.0, attempt.remaining()), self.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield self
+        finally:
+            timer.cancel()
 
 
 class PartFile:

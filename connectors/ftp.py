@@ -14,10 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import ftplib
 import posixpath
-import socket
 import ssl
 
-from connectors.base import Attempt, Connector, FetchInfo, PartFile
+from connectors.base import Attempt, Connector, FetchInfo, PartFile, SocketWatch
 from core.errors import ConfigError, FatalError, NotPublishedYet, RetriableError
 
 # Replies to REST (or to the RETR after it) that mean "I cannot resume": not implemented,
@@ -41,11 +40,19 @@ class _TimedTransfers:
     """
 
     read_timeout: float = 60.0
+    watch: SocketWatch | None = None  # the attempt's: its data connections are cut with it
 
     def ntransfercmd(self, cmd, rest=None):
         conn, size = super().ntransfercmd(cmd, rest)
+        watched(self, conn)
         conn.settimeout(self.read_timeout)
         return conn, size
+
+
+def watched(ftp: ftplib.FTP, sock) -> None:
+    """Register a socket of ``ftp`` with its attempt's watch (if it has one)."""
+    if getattr(ftp, "watch", None) is not None:
+        ftp.watch.add(sock)
 
 
 class _FTP(_TimedTransfers, ftplib.FTP):
@@ -110,13 +117,37 @@ class FtpConnector(Connector):
         source = f"{self.SCHEME}://{self.host}:{self.port}{path if path.startswith('/') else '/' + path}"
         where = self.where(day, name)
         ftp = self._client(attempt)
+        # Socket timeouts bound each reply; the watch bounds the attempt (a server trickling its replies).
+        ftp.watch = SocketWatch()
+        stage = "connect"
+        try:
+            with ftp.watch.until(attempt):
+                size = self._dialogue(ftp, name, path, password, part, attempt)
+            stage = "done"
+        except ftplib.error_perm as exc:
+            raise self._permanent(exc, getattr(exc, "stage", stage), path, where) from exc
+        except BaseException as exc:
+            error = self._transient(exc, getattr(exc, "stage", stage), ftp.watch, attempt, where)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            self._close(ftp, polite=stage == "done")
+        return FetchInfo(source=source, expected_size=size)
+
+    def _dialogue(self, ftp: ftplib.FTP, name: str, path: str, password: str, part: PartFile,
+                  attempt: Attempt) -> int | None:
+        """Connect, log in and retrieve ``path`` into ``part``; returns the remote size (None if unknown).
+        An exception leaves with the stage it happened in (``exc.stage``)."""
         stage = "connect"
         try:
             ftp.connect(self.host, self.port, timeout=attempt.connect_timeout)
+            watched(ftp, ftp.sock)
             # From here on the control channel waits at most read_timeout for each reply.
             ftp.sock.settimeout(attempt.read_timeout)
             stage = "tls"
             self._before_login(ftp)
+            watched(ftp, ftp.sock)  # FTPS: the TLS socket that now holds the connection
             stage = "login"
             self._login(ftp, password, attempt)
             ftp.sock.settimeout(attempt.read_timeout)
@@ -128,39 +159,45 @@ class FtpConnector(Connector):
             size = self._size(ftp, path)
             self._resume_or_restart(ftp, name, path, size, part)
             self._retrieve(ftp, path, size, part, attempt)
-            stage = "done"
-        except ftplib.error_perm as exc:
-            raise self._permanent(exc, stage, path, where) from exc
-        except ftplib.error_temp as exc:
-            raise RetriableError(f"the server answered {str(exc).strip()!r}", **where,
-                                 hint="a transient refusal (busy, cannot open data connection, transfer aborted); "
-                                      "it is retried") from exc
-        except (ftplib.error_reply, ftplib.error_proto) as exc:
-            raise RetriableError(f"unexpected reply from the server: {str(exc).strip()!r}", **where,
-                                 hint="the server or something between us garbled the FTP dialogue; it is "
-                                      "retried") from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise FatalError(f"the server's TLS certificate is not trusted: {exc.verify_message or exc}", **where,
-                             hint="this may be an impostor" + (": the password was not sent" if stage == "tls" else "")
-                                  + "; check host and ca_file with the channel before trusting another "
-                                    "certificate") from exc
-        except (TimeoutError, socket.timeout) as exc:
-            if stage == "login":  # waited for as long as the attempt allows (see _login)
-                raise attempt.timeout_error(f"waiting for the server to answer the login of {self.username!r}") \
-                    .named(**where) from exc
-            raise RetriableError(f"no answer within the timeout while in stage {stage} ({exc or 'timed out'})",
-                                 **where, hint="the server is slow or stuck; it is retried") from exc
-        except (EOFError, OSError) as exc:  # resets, refused connections, TLS cut short, name resolution
-            raise RetriableError(f"connection failed in stage {stage}: {type(exc).__name__}: {exc}", **where,
-                                 hint="a network or server failure; it is retried") from exc
-        except RetriableError as exc:
-            # attempt.check() ran out of wall-clock time, or the transfer was cut: name the file.
-            exc.channel, exc.date, exc.file = where["channel"], where["date"], where["file"]
-            exc.args = (exc.describe(),)
+            return size
+        except BaseException as exc:
+            exc.stage = stage
             raise
-        finally:
-            self._close(ftp, polite=stage == "done")
-        return FetchInfo(source=source, expected_size=size)
+
+    def _transient(self, exc: BaseException, stage: str, watch: SocketWatch, attempt: Attempt,
+                   where: dict) -> BaseException:
+        """The error to raise for what ended an attempt in ``stage``, other than a 5xx reply (``_permanent``);
+        ``exc`` itself when it is none of ours to sort."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return FatalError(f"the server's TLS certificate is not trusted: {exc.verify_message or exc}", **where,
+                              hint="this may be an impostor" + (": the password was not sent" if stage == "tls"
+                                                                else "")
+                                   + "; check host and ca_file with the channel before trusting another "
+                                     "certificate")
+        if isinstance(exc, RetriableError):  # attempt.check() ran out of time, or the transfer was cut
+            return exc.named(**where)
+        if watch.expired.is_set() and isinstance(exc, Exception):
+            # The watch cut the connection: whatever ftplib made of the half reply it was reading (EOFError,
+            # OSError, or a ValueError parsing "213 " cut short), the attempt ran out of time.
+            return attempt.timeout_error(f"in stage {stage}").named(**where)
+        if isinstance(exc, ftplib.error_temp):
+            return RetriableError(f"the server answered {str(exc).strip()!r}", **where,
+                                  hint="a transient refusal (busy, cannot open data connection, transfer aborted); "
+                                       "it is retried")
+        if isinstance(exc, (ftplib.error_reply, ftplib.error_proto)):
+            return RetriableError(f"unexpected reply from the server: {str(exc).strip()!r}", **where,
+                                  hint="the server or something between us garbled the FTP dialogue; it is "
+                                       "retried")
+        if isinstance(exc, TimeoutError):
+            if stage == "login":  # waited for as long as the attempt allows (see _login)
+                return attempt.timeout_error(f"waiting for the server to answer the login of {self.username!r}") \
+                    .named(**where)
+            return RetriableError(f"no answer within the timeout while in stage {stage} ({exc or 'timed out'})",
+                                  **where, hint="the server is slow or stuck; it is retried")
+        if isinstance(exc, (EOFError, OSError)):  # resets, refused connections, TLS cut short, name resolution
+            return RetriableError(f"connection failed in stage {stage}: {type(exc).__name__}: {exc}", **where,
+                                  hint="a network or server failure; it is retried")
+        return exc
 
     def _login(self, ftp: ftplib.FTP, password: str, attempt: Attempt) -> None:
         """USER/PASS, waiting for the verdict as long as the attempt allows rather than read_timeout.

@@ -15,7 +15,7 @@ import os
 import ssl
 
 from connectors.base import Attempt
-from connectors.ftp import FtpConnector
+from connectors.ftp import FtpConnector, watched
 from core.errors import ConfigError
 
 
@@ -28,13 +28,16 @@ class _FTP_TLS(ftplib.FTP_TLS):
     """
 
     read_timeout: float = 60.0
+    watch = None  # the attempt's SocketWatch (connectors.ftp.watched)
 
     def ntransfercmd(self, cmd, rest=None):
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # the plain socket; wrapped here
         try:
+            watched(self, conn)  # the attempt's watch cuts it, during the TLS handshake too
             if self._prot_p:
                 session = getattr(self.sock, "session", None)
                 conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+                watched(self, conn)
             conn.settimeout(self.read_timeout)
         except BaseException:
             conn.close()

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import select
-import socket
-import threading
 import urllib.parse
 from typing import Callable, Iterator
 
@@ -29,43 +27,13 @@ import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from connectors.base import Attempt
+from connectors.base import Attempt, SocketWatch
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 5
 
 
-class _Watch:
-    """The sockets of one attempt, shut down together when its time is up."""
-
-    def __init__(self):
-        self.sockets: list[socket.socket] = []
-        self.expired = threading.Event()
-        self._lock = threading.Lock()
-
-    def add(self, sock) -> None:
-        with self._lock:
-            self.sockets.append(sock)
-        if self.expired.is_set():
-            self._shut(sock)
-
-    def expire(self) -> None:
-        self.expired.set()
-        with self._lock:
-            for sock in self.sockets:
-                self._shut(sock)
-
-    @staticmethod
-    def _shut(sock) -> None:
-        # socket.socket.shutdown on the descriptor, not SSLSocket's (which would drop its TLS state under the
-        # reading thread): the blocked read returns at once and the library reports a closed connection.
-        try:
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except (OSError, ValueError):
-            pass
-
-
-def _watched_pools(watch: _Watch) -> dict:
+def _watched_pools(watch: SocketWatch) -> dict:
     """Connection-pool classes whose connections register their sockets (plain TCP, then TLS) with ``watch``."""
 
     def conn_class(base):
@@ -95,21 +63,15 @@ def bounded_session(attempt: Attempt) -> Iterator[requests.Session]:
 
     ``session.attempt_expired()`` says afterwards whether that is why a request failed or a body ended.
     """
-    watch = _Watch()
+    watch = SocketWatch()
     session = requests.Session()
     for prefix in ("https://", "http://"):
         adapter = requests.adapters.HTTPAdapter(max_retries=0)
         adapter.poolmanager.pool_classes_by_scheme = _watched_pools(watch)
         session.mount(prefix, adapter)
     session.attempt_expired = watch.expired.is_set
-    timer = threading.Timer(max(0.0, attempt.remaining()), watch.expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        with session:
-            yield session
-    finally:
-        timer.cancel()
+    with watch.until(attempt), session:
+        yield session
 
 
 def request_timeout(attempt: Attempt) -> tuple[float, float]:

@@ -129,6 +129,20 @@ class FtpExtras:
         assert "login" in info.value.message and info.value.file == NAME
         self.assert_nothing_landed(raw)
 
+    def test_a_server_trickling_a_reply_is_cut_at_the_attempt_wall_clock(self, server, landing):
+        import time
+
+        do_land, raw = landing
+        server.publish(NAME, STATEMENT)
+        server.trickle_size_reply = 0.5  # each byte well within read_timeout; the reply would take 5 s and more
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="wall-clock limit of 2 s") as info:
+            do_land(self.channel(server, attempt_timeout=2, read_timeout=5, max_attempts=1))
+        assert time.monotonic() - started < 10
+        assert "in stage transfer" in info.value.message and info.value.file == NAME
+        assert commands(server, "RETR") == []
+        self.assert_nothing_landed(raw)
+
     def test_a_file_larger_than_max_bytes_is_refused_by_its_size_before_the_transfer(self, server, landing):
         from core.errors import IntegrityError
 

@@ -87,6 +87,7 @@ class FaultyFtpServer:
         self.refuse_rest = False
         self.refuse_mdtm = False
         self.auth_failed_delay = 0.0
+        self.trickle_size_reply = 0.0  # > 0: the reply to SIZE is sent one byte every this many seconds
         self._faults: dict[str, int | None] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -224,7 +225,16 @@ def _handler_class(server: FaultyFtpServer, base: type[FTPHandler]) -> type[FTPH
             if "missing" in self._faults():
                 self.respond("550 No such file or directory.")
                 return
+            if server.trickle_size_reply:  # every read of the client is short; the reply takes ages
+                reply = f"213 {os.path.getsize(path)}\r\n"
+                for i, char in enumerate(reply):
+                    self.ioloop.call_later(server.trickle_size_reply * (i + 1), self._push_if_open, char)
+                return
             super().ftp_SIZE(path)
+
+        def _push_if_open(self, text):
+            if self.connected:
+                self.push(text)
 
         def ftp_RETR(self, file):
             faults = self._faults()
