@@ -112,7 +112,6 @@ def read_groups(spark, groups: dict[tuple[str, ...], list[str]], schema, per_gro
     ``per_group``, if given, turns each read into the frame to combine (for a plan that needs the scan
     itself, e.g. ``_metadata.file_path``); it must give ``schema``'s columns. With no file, an empty frame.
     """
-    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     names = [f.name for f in schema.fields]
@@ -121,8 +120,20 @@ def read_groups(spark, groups: dict[tuple[str, ...], list[str]], schema, per_gro
     for header, uris in groups.items():
         df = spark.read.schema(T.StructType([by_name[n] for n in header])).options(**CSV_READ_OPTIONS).csv(uris)
         frames.append(per_group(df) if per_group else df.select(*names))
+    return _combined(spark, frames, schema)
+
+
+def empty_frame(spark, schema):
+    """An empty DataFrame built in the JVM (an empty Python list would make executors run Python)."""
+    from pyspark.sql import functions as F
+
+    return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def _combined(spark, frames: list, schema):
+    """The frames one after the other (by column name), or an empty frame of ``schema`` when there is none."""
     if not frames:
-        return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields])
+        return empty_frame(spark, schema)
     out = frames[0]
     for more in frames[1:]:
         out = out.unionByName(more)
@@ -154,18 +165,7 @@ def read_column(spark, storage: Storage, paths: Sequence[str], column: str, *, w
         groups.setdefault(tuple(header), []).append(storage.uri(path))
     frames = [spark.read.schema(T.StructType([T.StructField(n, T.StringType()) for n in header]))
               .options(**CSV_READ_OPTIONS).csv(uris).select(column) for header, uris in groups.items()]
-    if not frames:
-        return spark.range(0).select(_null_text(column))
-    out = frames[0]
-    for more in frames[1:]:
-        out = out.unionByName(more)
-    return out
-
-
-def _null_text(column: str):
-    from pyspark.sql import functions as F
-
-    return F.lit(None).cast("string").alias(column)
+    return _combined(spark, frames, T.StructType([T.StructField(column, T.StringType())]))
 
 
 def check_parquet(storage: Storage, paths: Sequence[str], expected: Sequence[str], *, what: str, hint: str,

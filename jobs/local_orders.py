@@ -30,7 +30,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from core.errors import ConfigError, ReconError, UnavailableError
+from core.errors import ConfigError, IntegrityError, ReconError, UnavailableError
 from core.storage import Storage
 from schemas import local as local_schema
 from schemas.money import CENTS_PATTERN
@@ -160,21 +160,12 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
     cfg = parse_local_orders_config(settings_local_orders, None)  # idempotent on a parsed table
     fmt = cfg.get("format", "csv")
     if fmt in ("csv", "parquet"):
-        from jobs import inputs
-
-        folder, names = local_export_files(storage, day)
-        paths = [posixpath.join(folder, n) for n in names]
-        what = "the local orders export"
-        if fmt == "parquet":  # Spark would read a column the files lack as null, without a word
-            inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=EXPORT_HINT,
-                                 date=day.isoformat())
-            df = spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths])
-            return _of_the_day(df, day, window_minutes, check_only=True)
-        # columns matched by header name, file by file (jobs/inputs.py); amount read as text and checked
-        return inputs.read_csv(spark, storage, paths, _amount_as_text(), what=what, hint=EXPORT_HINT,
-                               date=day.isoformat(),
-                               per_group=lambda text: _of_the_day(_exact_amounts(text, day, keep_file=True), day,
-                                                                  window_minutes))
+        if fmt == "parquet":
+            checked = lambda df: _of_the_day(df.withColumn(FILE_COLUMN, _file_path()), day, window_minutes)  # noqa: E731
+        else:  # amount read as text and checked to the cent
+            checked = lambda text: _of_the_day(_exact_amounts(text, day, keep_file=True), day,  # noqa: E731
+                                               window_minutes)
+        return _read_export(spark, storage, fmt, day, checked)
     zone = timezone or spark.conf.get("spark.sql.session.timeZone")
     from jobs.local_jdbc import read_jdbc
 
@@ -182,6 +173,29 @@ def read_local_orders(spark, storage: Storage, settings_local_orders: dict, day:
 
 
 MAX_DIGITS_SHOWN = 12  # a bad amount with more digits is not quoted in the error (it could be a card number)
+
+
+def _read_export(spark, storage: Storage, fmt: str, day: dt.date, per_read):
+    """D's export files (``local/{D}/``) as read, ``per_read`` applied to each Spark read (where
+    ``_metadata.file_path`` still names the file): Parquet with its column names checked (Spark would read a
+    column the files lack as null, without a word), CSV matched by header name file by file with ``amount``
+    as text (jobs/inputs.py)."""
+    from jobs import inputs
+
+    folder, names = local_export_files(storage, day)
+    paths = [posixpath.join(folder, n) for n in names]
+    what = "the local orders export"
+    if fmt == "parquet":
+        inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=EXPORT_HINT, date=day.isoformat())
+        return per_read(spark.read.schema(local_schema.spark_schema()).parquet(*[storage.uri(p) for p in paths]))
+    return inputs.read_csv(spark, storage, paths, _amount_as_text(), what=what, hint=EXPORT_HINT,
+                           date=day.isoformat(), per_group=per_read)
+
+
+def _file_path():
+    from pyspark.sql import functions as F
+
+    return F.col("_metadata.file_path")
 
 
 def _amount_as_text():
@@ -220,7 +234,7 @@ def _exact_amounts(text, day: dt.date, *, keep_file: bool = False):
     money = next(f.dataType for f in fields if f.name == "amount")
     exact = F.when(amount.rlike(f"^{CENTS_PATTERN}$"), amount.cast(money)).otherwise(bad)
     columns = [(exact if f.name == "amount" else F.col(f.name)).alias(f.name) for f in fields]
-    return text.select(*columns, *([F.col("_metadata.file_path").alias(FILE_COLUMN)] if keep_file else []))
+    return text.select(*columns, *([_file_path().alias(FILE_COLUMN)] if keep_file else []))
 
 
 # -- the export's records belong to D -------------------------------------------------------------------------------
@@ -255,8 +269,8 @@ def _outside(day: dt.date, margin_minutes: int):
     return when.isNotNull() & ((when < F.lit(first)) | (when >= F.lit(end)))
 
 
-def _of_the_day(df, day: dt.date, margin_minutes: int | None, *, check_only: bool = False):
-    """``df`` (LocalRecord columns, and the file path in FILE_COLUMN from a CSV read) with a check in the plan:
+def _of_the_day(df, day: dt.date, margin_minutes: int | None):
+    """``df`` (LocalRecord columns, and the file path in FILE_COLUMN) with a check in the plan:
     a record whose time lies outside D and its margin fails the job's one pass (F.raise_error, like the
     amount check), naming one such order; the job then counts them per file (``out_of_day_error``). The check
     rides on ``created_at``, which every record carries through the classification."""
@@ -284,21 +298,10 @@ def out_of_day_error(spark, storage: Storage, settings_local_orders: dict, day: 
     read of the export)."""
     from pyspark.sql import functions as F
 
-    from core.errors import IntegrityError
-
     cfg = parse_local_orders_config(settings_local_orders, None)
-    folder, names = local_export_files(storage, day)
-    paths = [storage.uri(posixpath.join(folder, n)) for n in names]
-    if cfg.get("format", "csv") == "parquet":
-        df = spark.read.schema(local_schema.spark_schema()).parquet(*paths).select(
-            "order_no", "created_at", "paid_at", F.col("_metadata.file_path").alias(FILE_COLUMN))
-    else:
-        from jobs import inputs
-
-        groups = inputs.group_by_header(storage, [posixpath.join(folder, n) for n in names], local_schema.COLUMNS,
-                                        what="the local orders export", hint=EXPORT_HINT, date=day.isoformat())
-        df = inputs.read_groups(spark, groups, _amount_as_text(), per_group=lambda text: text.select(
-            "order_no", "created_at", "paid_at", F.col("_metadata.file_path").alias(FILE_COLUMN)))
+    folder, _ = local_export_files(storage, day)
+    df = _read_export(spark, storage, cfg.get("format", "csv"), day, lambda read: read.select(
+        "order_no", "created_at", "paid_at", _file_path().alias(FILE_COLUMN)))
     when = _record_time()
     rows = (df.withColumn("when", when).groupBy(FILE_COLUMN)
             .agg(F.count(F.lit(1)).alias("rows"), F.sum(_outside(day, margin_minutes).cast("int")).alias("bad"),

@@ -29,6 +29,7 @@ Nothing of Py4J (object ids, ``collectToPython``, Java frames) is kept.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -190,6 +191,23 @@ def find_bad_row(storage, rel: str) -> tuple[int, str] | None:
 
 # -- the error ----------------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def told(storage=None, *, date: str | None = None, file: str | None = None, hint: str | None = None):
+    """Run Spark actions; a Spark failure leaves the block as the ReconError ``spark_error`` makes of it
+    (naming ``file`` when the failure names none, with ``hint`` instead of its own when given), the JVM's
+    chain logged at debug level only (``recon -v``). Any other exception leaves as it is."""
+    try:
+        yield
+    except Exception as exc:
+        error = spark_error(exc, storage, date=date)
+        if error is None:
+            raise
+        log.debug("Spark's error behind %s", error.message, exc_info=exc)
+        if hint:
+            error.hint = hint
+        raise error.named(file=file) from None
+
+
 def spark_error(exc: BaseException, storage=None, *, date: str | None = None) -> ReconError | None:
     """The ReconError to show for a Spark failure ``exc``, or None when ``exc`` did not come from the JVM.
 
@@ -228,7 +246,7 @@ def spark_error(exc: BaseException, storage=None, *, date: str | None = None) ->
         cls, _sub, text = causes[-1]
         first = text.splitlines()[0][:300] if text else cls
         return ReconError(f"Spark failed: {first} ({cls})", date=date,
-                          hint="the Spark log above has the details; re-run once the cause is fixed")
+                          hint="`recon -v` shows Spark's details; re-run once the cause is fixed")
 
     rel = _relative(storage, uri)
     kind = _kind(rel)

@@ -45,27 +45,14 @@ def previous_result(storage: Storage, day: dt.date) -> dt.date | None:
     return None
 
 
-def empty_frame(spark, schema):
-    """An empty DataFrame built in the JVM (an empty Python list would make executors run Python)."""
-    from pyspark.sql import functions as F
-
-    return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields])
-
-
 def write_single_csv(storage: Storage, df, order, folder: str, name: str) -> None:
     """Write ``df`` sorted as one CSV file ``folder/name`` (Spark writes, we rename its one part file)."""
-    from jobs.read_errors import spark_error
+    from jobs.read_errors import told
 
     parts_dir = posixpath.join(folder, f"_parts_{name}")
-    try:  # the inputs behind ``df`` are read now: a bad one is told by jobs.read_errors
+    with told(storage, file=storage.uri(parts_dir)):  # the inputs behind ``df`` are read now
         (df.repartition(1).sortWithinPartitions(*order)
            .write.mode("errorifexists").options(**SPARK_CSV_WRITE_OPTIONS).csv(storage.uri(parts_dir)))
-    except Exception as exc:
-        error = spark_error(exc, storage)
-        if error is None:
-            raise
-        log.debug("Spark's error behind %s", error.message, exc_info=exc)
-        raise error.named(file=storage.uri(parts_dir)) from None
     parts = [n for n in storage.list(parts_dir) if n.startswith("part-") and n.endswith(".csv")]
     if len(parts) != 1:
         raise IntegrityError(f"expected one part file for {name}, Spark wrote {len(parts)}", file=parts_dir)
@@ -136,6 +123,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         opening = _read_open_items(spark, storage, prev, item_schema, day)
         opening_check = check_opening(storage, prev, opening, day)
     else:
+        from jobs.inputs import empty_frame
+
         opening = empty_frame(spark, item_schema)
 
     # -- transform -------------------------------------------------------------------------------------------
@@ -160,21 +149,18 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     # ... with the details of their channel records (read by each of the three files below)
     rows = tx.with_details(kept, std).persist()
     try:
-        try:
-            totals = [r.asDict() for r in tx.category_totals(slim).collect()]
-            _phase("classified every record", started)
-        except Exception as exc:  # a bad input file, or a check of ours in the plan (F.raise_error)
-            from jobs.read_errors import spark_error
+        from jobs.read_errors import told
 
-            error = spark_error(exc, storage, date=d)  # the file, line, cause and what to do; no Py4J text
-            if error is None:
-                raise
-            log.debug("Spark's error behind %s", error.message, exc_info=exc)
+        try:  # a bad input file, or a check of ours in the plan (F.raise_error): file, line, cause, what to do
+            with told(storage, date=d):
+                totals = [r.asDict() for r in tx.category_totals(slim).collect()]
+            _phase("classified every record", started)
+        except IntegrityError as error:
             if local_files and OUT_OF_DAY in error.message:  # the export holds another day's records: how many
                 from jobs.local_orders import out_of_day_error
 
-                error = out_of_day_error(spark, storage, settings.local_orders, day, local_margin(settings))
-            raise error from None
+                raise out_of_day_error(spark, storage, settings.local_orders, day, local_margin(settings)) from None
+            raise
         _check_not_empty(storage, settings, day, totals, local_folder, local_files)
         dups = [t for t in totals if t["category"] == tx.LOCAL_DUPLICATE_KEY]
         if dups:
@@ -218,7 +204,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
             t0 = time.time()
             closing = tx.open_items(rows).unionByName(carried_unchanged)
             write_single_csv(storage, closing, OPEN_ITEM_ORDER, staged, "open_items.csv")
-            digests = {r["channel"]: r["digest"] for r in tx.items_digest(closing).collect()}
+            digests = {r["channel"]: r["digest"] for r in
+                       closing.groupBy("channel").agg(tx.content_digest().alias("digest")).collect()}
             _phase("wrote open_items.csv", t0)
             t0 = time.time()
             held_item_rows = carried_unchanged.groupBy("channel").agg(
@@ -376,8 +363,9 @@ def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema, day: d
 
 
 def previous_closing(storage: Storage, prev: dt.date, day: dt.date) -> tuple[dict | None, dict]:
-    """({channel: {"records", "amount"}} or None, {"records", "amount"} total) of ``prev``'s closing, from its
-    summary.json. None per channel for a summary written before closings were recorded per channel."""
+    """({channel: {"records", "amount", "digest"}} or None, {"records", "amount"} total) of ``prev``'s closing,
+    from its summary.json. None per channel for a summary written before closings were recorded per channel;
+    a digest of None for one written before the items' content was recorded."""
     from decimal import Decimal, InvalidOperation
 
     path = storage.uri(recon_dir(prev), "summary.json")
@@ -402,7 +390,8 @@ def previous_closing(storage: Storage, prev: dt.date, day: dt.date) -> tuple[dic
 
 def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dict:
     """Today's opening (``prev``'s open_items.csv, as read) must equal ``prev``'s published closing (its
-    summary.json), count and amount per channel; else IntegrityError (exit 4), before anything is classified.
+    summary.json), count, amount and content digest per channel; else IntegrityError (exit 4), before anything
+    is classified.
 
     One small aggregate of open_items.csv (the few open items, not the day's records); a file Spark cannot
     parse fails here too, with its line. A summary written before closings were per channel is compared on
@@ -412,22 +401,14 @@ def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dic
 
     from pyspark.sql import functions as F
 
-    from jobs.read_errors import spark_error
+    from jobs.read_errors import told
+    from jobs.transforms import content_digest
 
     d = day.isoformat()
     items = storage.uri(recon_dir(prev), "open_items.csv")
-    from jobs.transforms import items_digest
-
-    try:
-        rows = (opening.groupBy("channel").agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"))
-                .join(items_digest(opening), "channel", "left").collect())
-    except Exception as exc:
-        error = spark_error(exc, storage, date=d)
-        if error is None:
-            raise
-        log.debug("Spark's error behind %s", error.message, exc_info=exc)
-        error.hint = rerun_hint(prev, day)
-        raise error.named(file=items) from None
+    with told(storage, date=d, file=items, hint=rerun_hint(prev, day)):
+        rows = opening.groupBy("channel").agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"),
+                                              content_digest().alias("digest")).collect()
     zero = Decimal("0.00")
     found = {r["channel"] or "": {"records": r["records"], "amount": r["amount"] or zero, "digest": r["digest"]}
              for r in rows}
@@ -489,21 +470,17 @@ def _discard(storage: Storage, staged: str) -> None:
 
 def _corrections_already(spark, storage: Storage, day: dt.date):
     """Idempotency keys emitted on an earlier date or recorded as applied: never emitted again."""
-    from pyspark.sql import types as T
-
     from jobs import inputs
 
     emitted = [posixpath.join(recon_dir(dt.date.fromisoformat(n)), "corrections.csv")
                for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()
                and is_reconciled(storage, dt.date.fromisoformat(n))]
     applied = [posixpath.join(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
-    keys = empty_frame(spark, T.StructType([T.StructField("idempotency_key", T.StringType())]))
-    if emitted or applied:  # two kinds of file: each read by its own header (LF or CRLF, with or without a BOM)
-        keys = keys.unionByName(inputs.read_column(spark, storage, emitted + applied, "idempotency_key",
-                                                   what="a file of corrections already made", date=day.isoformat(),
-                                                   hint="restore the file (a published result or the ledger of "
-                                                        "`recon apply-fixes`), then re-run"))
-    return keys
+    # two kinds of file: each read by its own header (LF or CRLF, with or without a BOM)
+    return inputs.read_column(spark, storage, emitted + applied, "idempotency_key",
+                              what="a file of corrections already made", date=day.isoformat(),
+                              hint="restore the file (a published result or the ledger of `recon apply-fixes`), "
+                                   "then re-run")
 
 
 def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],

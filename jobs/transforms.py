@@ -656,17 +656,16 @@ def open_items(outcomes: DataFrame) -> DataFrame:
         "created_at", "paid_at")
 
 
-def items_digest(items: DataFrame) -> DataFrame:
-    """Per channel, a digest of the open items' content (``digest``, a decimal string): the sum of a 64-bit hash
-    of each item's values as text, an empty value and a missing one alike (the CSV holds both as nothing).
+def content_digest() -> Column:
+    """An aggregate: a digest of the open items' content (a decimal string), the sum of a 64-bit hash of each
+    item's values as text, an empty value and a missing one alike (the CSV holds both as nothing).
 
     The next date checks the open_items.csv it reads against the digest recorded in summary.json: a file cut
     inside a value or edited keeps its count and amount, not its digest. A sum, so neither the order of the rows
     nor that of the columns counts (a file re-saved with CRLF, a BOM or its columns reordered is the same).
     """
     text = [F.coalesce(F.col(c).cast("string"), F.lit("")) for c in OPEN_ITEM_COLUMNS]
-    return items.groupBy("channel").agg(
-        F.sum(F.xxhash64(*text).cast(T.DecimalType(20, 0))).cast("string").alias("digest"))
+    return F.sum(F.xxhash64(*text).cast(T.DecimalType(20, 0))).cast("string")
 
 
 # The totals group by (channel, category, side, carried); in ``slim`` the last three travel as one small int

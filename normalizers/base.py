@@ -109,20 +109,20 @@ class StatementLimits:
         return cls(**values, conf_file=channel.conf_file)
 
     def line_too_long(self, line: int, where: dict) -> IntegrityError:
-        return IntegrityError(
-            f"a line longer than {self.max_line_bytes} bytes (max_line_bytes): this is not a statement of this "
-            "format, or it is damaged", line=line, **where,
-            hint="nothing was published for this channel and date; download the statement again or ask the "
-                 f"channel; if its lines really are this long, raise max_line_bytes under [normalizer] in "
-                 f"{self.conf_file}")
+        return self._exceeded("max_line_bytes", f"a line longer than {self.max_line_bytes} bytes (max_line_bytes): "
+                              "this is not a statement of this format, or it is damaged", "its lines really are "
+                              "this long", line, where)
 
     def too_large(self, line: int, where: dict) -> IntegrityError:
-        return IntegrityError(
-            f"the statement holds more than {self.max_statement_bytes} bytes (max_statement_bytes, counted after "
-            "decompression): refusing a possible decompression bomb or a wrong file", line=line, **where,
-            hint="nothing was published for this channel and date; download the statement again or ask the "
-                 f"channel; if the statement really is this large, raise max_statement_bytes under [normalizer] "
-                 f"in {self.conf_file}")
+        return self._exceeded("max_statement_bytes", f"the statement holds more than {self.max_statement_bytes} "
+                              "bytes (max_statement_bytes, counted after decompression): refusing a possible "
+                              "decompression bomb or a wrong file", "the statement really is this large", line, where)
+
+    def _exceeded(self, key: str, message: str, if_real: str, line: int, where: dict) -> IntegrityError:
+        return IntegrityError(message, line=line, **where,
+                              hint="nothing was published for this channel and date; download the statement again "
+                                   f"or ask the channel; if {if_real}, raise {key} under [normalizer] in "
+                                   f"{self.conf_file}")
 
 
 def read_lines(stream, limits: StatementLimits, where: dict, start: int = 1):
