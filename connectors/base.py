@@ -298,13 +298,17 @@ class Connector(ABC):
         value = self.options.get(key, default)
         if value is None:
             return None
+        return self._dated(key, value, day)
+
+    def _dated(self, key: str, pattern, day: dt.date) -> str:
+        """``pattern`` (the value of ``key``) with ``{date:…}`` filled in; a pattern that cannot be is exit 2."""
         where = {"channel": self.channel.name, "file": self.channel.conf_file}
-        if not isinstance(value, str):
-            raise ConfigError(f"[download] {key} must be a string, got {value!r}", **where)
+        if not isinstance(pattern, str):
+            raise ConfigError(f"[download] {key} must be a string, got {pattern!r}", **where)
         try:
-            return value.format(date=day)
+            return pattern.format(date=day)
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"bad [download] {key} pattern {value!r}: {type(exc).__name__}: {exc}", **where,
+            raise ConfigError(f"bad [download] {key} pattern {pattern!r}: {type(exc).__name__}: {exc}", **where,
                               hint="the only field is {date:…} with strftime codes, e.g. {date:%Y-%m-%d}; "
                                    "write a literal brace as {{ or }}") from exc
 
@@ -343,10 +347,7 @@ class Connector(ABC):
         patterns = pattern if isinstance(pattern, list) else [pattern]
         names = []
         for p in patterns:
-            try:
-                name = p.format(date=day)
-            except (KeyError, IndexError, ValueError, AttributeError) as exc:
-                raise ConfigError(f"bad filename pattern {p!r}: {exc}", **where) from exc
+            name = self._dated("filename", p, day)
             if not is_plain_name(name):
                 folder = self.FOLDER_OPTION or "the option that says where the file is"
                 raise ConfigError(f"filename pattern {p!r} gives {name!r}, which is not a plain file name", **where,
