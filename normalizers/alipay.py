@@ -66,6 +66,12 @@ def _clean(value: str) -> str:
     return value.strip().strip("\t").strip()
 
 
+def _at(values: list[str], index: dict, name: str) -> str:
+    """The value of column ``name`` in a row that may be short ("" when the row ends before it)."""
+    at = index.get(name, len(values))
+    return values[at] if at < len(values) else ""
+
+
 def _fields(text: str) -> list[str]:
     """The line's values, each cleaned. ``csv.Error`` (a field past the csv module's 128 KiB limit) becomes a
     RowError: a line too odd to split is the caller's to reject or refuse, never a traceback."""
@@ -195,24 +201,18 @@ class AlipayNormalizer(Normalizer):
                 continue
             report.data_rows += 1
             try:
-                values = _fields(text)
-            except RowError as exc:
-                # Alipay counted the row by its type: read the type (and the order) from a plain split, as for a
-                # short row; Alipay's values are not quoted
-                guess = [_clean(v) for v in text.split(",")]
-                kind = TYPES.get(guess[index["业务类型"]]) if index["业务类型"] < len(guess) else None
-                if kind is not None:
-                    counts[kind] += 1
-                order_no = readable_order_no(guess[index["商户订单号"]]) if index["商户订单号"] < len(guess) else ""
-                sink.reject(number, str(exc), text, order_no)
-                blind = True
-                continue
-            # Alipay's footer counts rows by type; a short row usually still has its type, so count it.
-            kind = TYPES.get(values[index["业务类型"]]) if index["业务类型"] < len(values) else None
+                values, unreadable = _fields(text), None
+            except RowError as exc:  # Alipay's values are not quoted: a plain split still finds type and order
+                values, unreadable = [_clean(v) for v in text.split(",")], exc
+            # Alipay's footer counts rows by type; a short or unreadable row usually still has its type: count it
+            kind = TYPES.get(_at(values, index, "业务类型"))
             if kind is not None:
                 counts[kind] += 1
-            order_no = (readable_order_no(values[index["商户订单号"]])
-                        if index.get("商户订单号", len(values)) < len(values) else "")
+            order_no = readable_order_no(_at(values, index, "商户订单号"))
+            if unreadable is not None:
+                sink.reject(number, str(unreadable), text, order_no)
+                blind = True
+                continue
             if len(values) != len(header):
                 sink.reject(number, f"expected {len(header)} fields, found {len(values)}", text, order_no)
                 blind = True
