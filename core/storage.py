@@ -1,7 +1,8 @@
 """The one storage helper: every Python read and write under {root} goes through it.
 
 ``Storage`` wraps a pyarrow filesystem built from the root URI, so the same
-code works on ``file://`` and ``hdfs://``. Paths given to its methods are
+code works on ``file://`` and ``hdfs://`` (``core.hdfs``: hdfs-native behind
+pyarrow's interface, no JVM or libhdfs). Paths given to its methods are
 relative to the root, written with ``/``. Spark gets full URIs from
 ``uri()``.
 
@@ -25,6 +26,8 @@ from typing import Iterator
 
 import pyarrow.fs as pafs
 
+from core.hdfs import ESAFEMODE, HdfsLease, filesystem
+
 CHUNK = 1 << 20
 
 
@@ -33,7 +36,7 @@ class Storage:
 
     def __init__(self, root_uri: str):
         self.root_uri = root_uri.rstrip("/")
-        self.fs, self.base = pafs.FileSystem.from_uri(self.root_uri)
+        self.fs, self.base = filesystem(self.root_uri)
 
     # -- names ---------------------------------------------------------------
     def path(self, *parts: str) -> str:
@@ -162,6 +165,15 @@ class Storage:
         elif info.type != pafs.FileType.NotFound:
             self.fs.delete_file(target)
 
+    # -- the run lock ------------------------------------------------------------------------------------------
+    def root_lock(self, what: str):
+        """A lock on the root itself, for roots other hosts can reach (``HdfsLease`` on HDFS), else None: a
+        local root is guarded by the run lock of the work folder (``recon.lock.RunLock``)."""
+        handler = getattr(self.fs, "handler", None)
+        if handler is None or not hasattr(handler, "client"):
+            return None
+        return HdfsLease(handler, self.path(".recon.lock"), what)
+
     # -- atomic folders ------------------------------------------------------
     def staging(self, parent: str, name: str) -> str:
         """A fresh staging folder name beside the final one (hidden from Spark and readers)."""
@@ -246,10 +258,21 @@ DISK_PROBLEMS = {
     errno.EROFS: ("the filesystem is mounted read-only",
                   "check the mount (remount it read-write, or point [pipeline] root at a writable one), then "
                   "re-run"),
+    errno.EACCES: ("permission denied",
+                   "give the run's user write access there (on HDFS the user is HADOOP_USER_NAME or the Kerberos "
+                   "principal: hdfs dfs -chown/-chmod or an ACL on the root), then re-run"),
+    ESAFEMODE: ("the HDFS NameNode is in safe mode (it takes no writes)",
+                "wait until it leaves safe mode (hdfs dfsadmin -safemode get; after a restart it leaves by itself "
+                "once enough blocks are reported) or ask the cluster's administrators, then re-run"),
 }
 # the same conditions as Java (Hadoop, Spark) and the C library word them
 DISK_PROBLEM_WORDS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
-                      "Read-only file system": errno.EROFS}
+                      "Read-only file system": errno.EROFS,
+                      # the HDFS NameNode's refusals (Spark's Java client and core.hdfs both name them)
+                      "DSQuotaExceededException": errno.EDQUOT, "NSQuotaExceededException": errno.EDQUOT,
+                      "DiskSpace quota of": errno.EDQUOT, "NameSpace quota": errno.EDQUOT,
+                      "AccessControlException": errno.EACCES, "SafeModeException": ESAFEMODE,
+                      "Name node is in safe mode": ESAFEMODE}
 _QUOTED_PATH = re.compile(r"'(/[^']+)'")
 
 

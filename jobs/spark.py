@@ -75,6 +75,10 @@ def get_spark(settings: Settings | None = None, overrides: dict[str, str] | None
     if conf.get("spark.master", "").startswith("local"):
         # one machine: bind to loopback instead of guessing (and warning about) an interface
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Local mode offers its cores again only when a task ends: a task held back to wait for a data-local
+        # slot (an HDFS block's host, which the local executor never matches) could wait for ever once the
+        # others finish. One machine has no locality to wait for.
+        conf.setdefault("spark.locality.wait", "0s")
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)

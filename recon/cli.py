@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
 
 
 def _dispatch(args, spark_factory) -> int:
-    from recon.lock import RunLock
+    from recon.lock import run_lock
 
     settings = load_settings(args.conf)
     if args.command == "report":
         return _report(settings, args)
-    with RunLock(settings.work_dir, what=f"recon {args.command}"):
+    with run_lock(settings.work_dir, settings.root, what=f"recon {args.command}"):
         return _writing_command(args, settings, spark_factory)
 
 

@@ -5,6 +5,10 @@ locks ``{work_dir}/recon.lock`` for every command that writes; the cron
 wrapper locks one file per configuration with the same class. A second run
 exits at once with a clear "already running" naming the holder. The kernel
 releases the lock when the holder dies, so a killed run never leaves it stuck.
+
+A root other hosts reach (HDFS) is locked too, on the root itself (``Storage.root_lock``: a file held open
+under an HDFS lease), so runs on two edge nodes, or a cluster-mode driver in a YARN container, exclude each
+other as well. ``run_lock`` takes both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import datetime as dt
 import fcntl
 import os
 import socket
+from contextlib import contextmanager
 
 from core.errors import ReconError
 
@@ -84,3 +89,22 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextmanager
+def run_lock(work_dir: str, root: str, what: str = "recon"):
+    """The run lock of ``work_dir`` and, when the root is shared storage, the lock on ``root``."""
+    from core.storage import Storage
+
+    with RunLock(work_dir, what):
+        lock = Storage(root).root_lock(what)
+        if lock is not None and not lock.try_acquire():
+            raise AlreadyRunning(f"already running: {lock.holder} holds {root.rstrip('/')}/.recon.lock",
+                                 hint="wait for it to finish (HDFS frees the lock of a run that died within about "
+                                      "a minute, when its lease lapses); a second run on the same root would "
+                                      "corrupt the first")
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
