@@ -21,6 +21,7 @@ import os
 import posixpath
 import re
 import socket
+import tempfile
 import time
 from urllib.parse import urlsplit
 
@@ -69,6 +70,10 @@ def _client(authority: str | None):
     except ImportError:  # pragma: no cover - a dependency of the package
         raise OSError(errno.ENOSYS, "an hdfs:// root needs the hdfs-native package (pip install hdfs-native)")
     principal, keytab = os.environ.get("RECON_HDFS_PRINCIPAL"), os.environ.get("RECON_HDFS_KEYTAB")
+    if not os.environ.get("HADOOP_USER_NAME") and os.environ.get("SPARK_USER") and not principal:
+        # a driver YARN started (cluster deploy mode): act as the user the application runs as, like Spark does,
+        # not as the container's operating-system user (hdfs-native reads HADOOP_USER_NAME when it connects)
+        os.environ["HADOOP_USER_NAME"] = os.environ["SPARK_USER"]
     try:
         if principal and keytab:
             return Client(authority, kerberos_principal=principal, kerberos_keytab=keytab)
@@ -189,10 +194,7 @@ class HdfsHandler(pafs.FileSystemHandler):
         return self.open_input_stream(path)
 
     def open_output_stream(self, path, metadata):
-        from hdfs_native import WriteOptions
-
-        writer = self._call(path, self.client.create, path, WriteOptions(overwrite=True))
-        return pa.PythonFile(_Writer(writer, path), mode="w")
+        return pa.PythonFile(_SpooledUpload(self.client, path), mode="w")
 
     def open_append_stream(self, path, metadata):
         return pa.PythonFile(_Writer(self._call(path, self.client.append, path), path), mode="w")
@@ -230,6 +232,66 @@ class _Reader:
         if not self.closed:
             self.closed = True
             self._inner.close()
+
+
+class _SpooledUpload:
+    """A new file, written to a local spool and uploaded whole when closed, again if the upload fails on the way.
+
+    hdfs-native does not recover a write pipeline that loses a DataNode (the Java client does); a whole file can
+    be sent again, and a second attempt gets a pipeline of live DataNodes. Only I/O failures are retried: a
+    refusal (permission, quota, safe mode) is final at once.
+    """
+
+    ATTEMPTS = 4
+    PAUSE = 2.0
+
+    def __init__(self, client, path: str):
+        self._client, self._path = client, path
+        self._spool = tempfile.TemporaryFile(prefix="recon-hdfs-")
+        self.closed = False
+
+    def write(self, data) -> int:
+        return self._spool.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._spool.tell()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            for attempt in range(1, self.ATTEMPTS + 1):
+                try:
+                    self._upload()
+                    return
+                except Exception as exc:
+                    err = refused(exc, self._path)
+                    if err.errno != errno.EIO or attempt == self.ATTEMPTS:
+                        raise err from None
+                    time.sleep(self.PAUSE)
+        finally:
+            self._spool.close()
+
+    def _upload(self) -> None:
+        from hdfs_native import WriteOptions
+
+        self._spool.seek(0)
+        with self._client.create(self._path, WriteOptions(overwrite=True)) as out:
+            while chunk := self._spool.read(8 << 20):
+                out.write(chunk)
 
 
 class _Writer:
@@ -302,18 +364,12 @@ class HdfsLease:
         self._writer = None
 
     def try_acquire(self, wait_recovery: float = 20.0) -> bool:
-        from hdfs_native import WriteOptions
-
         deadline = time.monotonic() + wait_recovery
         recovered = False
         while True:
-            try:
-                self._writer = self.client.create(self.path, WriteOptions(overwrite=True, create_parent=True))
+            busy = self._open()
+            if busy is None:
                 break
-            except Exception as exc:
-                err = refused(exc, self.path)
-                if err.errno not in (errno.EBUSY, errno.EEXIST):
-                    raise err from None
             self.holder = self._read_holder()
             if not recovered and not _alive_here(self.holder):
                 recovered = True  # the holder died on this host: fence it now instead of after the soft limit
@@ -325,12 +381,34 @@ class HdfsLease:
                 return False
             time.sleep(0.5)
         try:
+            from hdfs_native import WriteOptions
+
             with self.client.create(self.path + ".holder", WriteOptions(overwrite=True)) as fh:
                 fh.write(f"pid {os.getpid()} ({self.what}) on {socket.gethostname()} since "
                          f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
-        except Exception:  # a courtesy for the next run's message; the lease is the lock
+        except Exception:  # a courtesy for the next run's message (a full quota, say); the lease is the lock
             pass
         return True
+
+    def _open(self) -> OSError | None:
+        """Open the lock file for writing: None when this client now holds it, else the refusal (EBUSY: another
+        client holds it). Never ``overwrite``: HDFS would delete a file another client is writing."""
+        from hdfs_native import WriteOptions
+
+        try:
+            self._writer = self.client.create(self.path, WriteOptions(overwrite=False, create_parent=True))
+            return None
+        except Exception as exc:
+            err = refused(exc, self.path)
+        if err.errno == errno.EEXIST:  # a closed lock file (its holder could not delete it): appending takes it
+            try:
+                self._writer = self.client.append(self.path)
+                return None
+            except Exception as exc:
+                err = refused(exc, self.path)
+        if err.errno in (errno.EBUSY, errno.EEXIST):
+            return err
+        raise err
 
     def _read_holder(self) -> str:
         try:
@@ -343,6 +421,7 @@ class HdfsLease:
         if self._writer is not None:
             try:
                 self._writer.close()
-            except Exception:
+                self.client.delete(self.path, False)
+            except Exception:  # the next run appends to a lock file left closed
                 pass
             self._writer = None

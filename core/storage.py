@@ -258,6 +258,9 @@ DISK_PROBLEMS = {
     errno.EROFS: ("the filesystem is mounted read-only",
                   "check the mount (remount it read-write, or point [pipeline] root at a writable one), then "
                   "re-run"),
+    errno.EIO: ("the storage failed in the middle of the write (on HDFS: a DataNode lost, and the write's retries "
+                "used up)",
+                "check the storage (HDFS: hdfs dfsadmin -report lists dead DataNodes), then re-run"),
     errno.EACCES: ("permission denied",
                    "give the run's user write access there (on HDFS the user is HADOOP_USER_NAME or the Kerberos "
                    "principal: hdfs dfs -chown/-chmod or an ACL on the root), then re-run"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.hadoop.fixtures import file_reference, hadoop, spark_jars_on_hdfs  # noqa: F401  (a real HDFS and YARN)
 from tests.pg_fixtures import pg_db, postgres  # noqa: F401  (a real PostgreSQL for the database tests)
 
 DAY1 = dt.date(2026, 11, 20)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -141,6 +142,33 @@ class MiniCluster:
         env = dict(os.environ)
         env.update(HADOOP_CONF_DIR=str(self.conf_dir), HADOOP_USER_NAME=USER, **extra)
         return env
+
+    @contextmanager
+    def as_pipeline(self):
+        """This process's environment as the pipeline's (``env()``) for the block: hdfs-native reads it when a
+        ``Storage`` is made."""
+        saved = {k: os.environ.get(k) for k in ("HADOOP_CONF_DIR", "HADOOP_USER_NAME")}
+        os.environ.update(HADOOP_CONF_DIR=str(self.conf_dir), HADOOP_USER_NAME=USER)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def storage(self, root: str):
+        """``core.storage.Storage`` of ``hdfs://…/root`` as the pipeline's user."""
+        from core.storage import Storage
+
+        with self.as_pipeline():
+            return Storage(f"{self.fs_uri}/{root.strip('/')}")
+
+    def make_root(self, root: str) -> str:
+        """A folder ``/root`` owned by the pipeline's user (as an administrator makes one); its URI."""
+        self.command(f"mkdir /{root.strip('/')} {USER} 755")
+        return f"{self.fs_uri}/{root.strip('/')}"
 
     def command(self, line: str, timeout: float = 120) -> str:
         """Send one administrator command (see Launcher.java) and return its answer; raises on ``error``."""
