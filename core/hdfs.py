@@ -99,8 +99,8 @@ def refused(exc: BaseException, path: str) -> OSError:
         if cls.endswith(name) or f".{name}" in text[:300]:
             kind = PermissionError if code == errno.EACCES else OSError
             return kind(code, first or name, path)
-    if isinstance(exc, (ConnectionError, TimeoutError)) or "Connection refused" in text:
-        return ConnectionError(errno.ECONNREFUSED, f"cannot reach the NameNode: {first}", path)
+    # anything else (a DataNode or the NameNode refusing a connection, a pipeline broken, a block missing) is an
+    # I/O failure: a whole-file write is sent again, and at last it is told as the storage failing
     return OSError(errno.EIO, first or type(exc).__name__, path)
 
 
@@ -197,7 +197,7 @@ class HdfsHandler(pafs.FileSystemHandler):
         return pa.PythonFile(_SpooledUpload(self.client, path), mode="w")
 
     def open_append_stream(self, path, metadata):
-        return pa.PythonFile(_Writer(self._call(path, self.client.append, path), path), mode="w")
+        return pa.PythonFile(_SpooledUpload(self.client, path, append=True), mode="w")
 
 
 class _Reader:
@@ -239,14 +239,15 @@ class _SpooledUpload:
 
     hdfs-native does not recover a write pipeline that loses a DataNode (the Java client does); a whole file can
     be sent again, and a second attempt gets a pipeline of live DataNodes. Only I/O failures are retried: a
-    refusal (permission, quota, safe mode) is final at once.
+    refusal (permission, quota, safe mode) is final at once. What is appended to an existing file is sent once
+    (a second attempt could append it twice).
     """
 
     ATTEMPTS = 4
     PAUSE = 2.0
 
-    def __init__(self, client, path: str):
-        self._client, self._path = client, path
+    def __init__(self, client, path: str, *, append: bool = False):
+        self._client, self._path, self._append = client, path, append
         self._spool = tempfile.TemporaryFile(prefix="recon-hdfs-")
         self.closed = False
 
@@ -279,7 +280,7 @@ class _SpooledUpload:
                     return
                 except Exception as exc:
                     err = refused(exc, self._path)
-                    if err.errno != errno.EIO or attempt == self.ATTEMPTS:
+                    if err.errno != errno.EIO or attempt == self.ATTEMPTS or self._append:
                         raise err from None
                     time.sleep(self.PAUSE)
         finally:
@@ -289,48 +290,10 @@ class _SpooledUpload:
         from hdfs_native import WriteOptions
 
         self._spool.seek(0)
-        with self._client.create(self._path, WriteOptions(overwrite=True)) as out:
+        with (self._client.append(self._path) if self._append
+              else self._client.create(self._path, WriteOptions(overwrite=True))) as out:
             while chunk := self._spool.read(8 << 20):
                 out.write(chunk)
-
-
-class _Writer:
-    """hdfs-native's writer; ``close`` completes the file (the NameNode checks quotas and replicas there)."""
-
-    def __init__(self, inner, path: str):
-        self._inner, self._path = inner, path
-        self.closed = False
-
-    def write(self, data) -> int:
-        if not isinstance(data, bytes):  # pyarrow hands over buffers; hdfs-native takes bytes at full speed
-            data = bytes(data)
-        try:
-            return self._inner.write(data)
-        except Exception as exc:
-            raise refused(exc, self._path) from None
-
-    def flush(self) -> None:
-        pass
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        raise OSError(errno.ESPIPE, "not seekable")
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self._inner.close()
-            except Exception as exc:
-                raise refused(exc, self._path) from None
 
 
 # -- the run lock on an HDFS root ------------------------------------------------------------------------------
