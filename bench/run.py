@@ -13,8 +13,10 @@ included):
 - ``reconcile``: ``recon reconcile`` on the published standard CSV and the
   local export;
 - ``report``: ``recon report --date D``;
-- ``spark-join`` / ``pandas-merge``: the baselines bench/baseline_spark.py and
-  bench/baseline_pandas.py on the same standard CSV and local export.
+- ``spark-join`` / ``pandas-merge`` / ``duckdb-join``: the baselines
+  bench/baseline_spark.py, bench/baseline_pandas.py and bench/baseline_duckdb.py
+  on the same standard CSV and local export (the three must label the same
+  rows: the sanity lines print their counts side by side).
 
 For each: wall time (median of ``--runs``), peak resident memory of the
 process tree (sampled from /proc every 0.2 s, summed over the processes, and
@@ -303,6 +305,15 @@ def _pandas_merge(s: Scale) -> Case:
     return Case(cmd, s.input_records, s.input_bytes())
 
 
+def _duckdb_join(s: Scale) -> Case:
+    s.ensure_normalized()
+    (s.out / "baseline").mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "bench.baseline_duckdb", "--standard", *map(str, s.standard_files()),
+           "--local", str(s.local_csv), "--out", str(s.out / "baseline" / "duckdb.csv"),
+           "--temp-dir", str(s.out / "baseline" / "duckdb-spill")]
+    return Case(cmd, s.input_records, s.input_bytes())
+
+
 # name -> (label in the table, setup)
 STAGES = {
     "normalize": ("normalize (download + normalize)", _normalize),
@@ -310,6 +321,7 @@ STAGES = {
     "report": ("report", _report),
     "spark-join": ("baseline: plain Spark join", _spark_join),
     "pandas-merge": ("baseline: pandas merge", _pandas_merge),
+    "duckdb-join": ("baseline: plain DuckDB join", _duckdb_join),
 }
 
 
@@ -350,9 +362,10 @@ def sanity(s: Scale) -> list[str]:
     else:
         lines.append(f"- {s.rows:,} keys: no reconcile result ({s.recon_dir}/_SUCCESS missing)")
     spark_parts = sorted((s.out / "baseline" / "spark").glob("part-*.csv"))
-    pandas_csv = s.out / "baseline" / "pandas.csv"
-    for name, files in (("plain Spark join", spark_parts), ("pandas merge", [pandas_csv] if pandas_csv.exists()
-                                                            else [])):
+    single = {name: s.out / "baseline" / file for name, file in (("pandas merge", "pandas.csv"),
+                                                                  ("plain DuckDB join", "duckdb.csv"))}
+    for name, files in (("plain Spark join", spark_parts),
+                        *((name, [path] if path.exists() else []) for name, path in single.items())):
         if files:
             counts = _label_counts(files)
             lines.append(f"  - {name} labelled: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
@@ -429,7 +442,8 @@ def main(argv=None) -> int:
 
     print("\n`records`: input records (bill rows for normalize; local + channel rows otherwise). Peak RSS: the "
           "whole process tree (JVM included), the largest of the runs.")
-    for base, name in (("spark-join", "plain Spark join"), ("pandas-merge", "pandas merge")):
+    for base, name in (("spark-join", "plain Spark join"), ("pandas-merge", "pandas merge"),
+                       ("duckdb-join", "plain DuckDB join")):
         ratios = [f"{medians[('reconcile', r)][0] / medians[(base, r)][0]:.1f}x at {r:,} keys"
                   for r in sizes if ("reconcile", r) in medians and (base, r) in medians]
         if ratios:
