@@ -52,15 +52,20 @@ class Night:
     def leftovers(self) -> list[str]:
         return [n for n in self.storage.list("recon") if n.startswith((".staging-", ".retired-"))]
 
-    def wait_for_staging(self, proc: subprocess.Popen, timeout: float = 240) -> None:
-        """Return once the run has begun writing its result (its staging folder exists)."""
+    def start_writing(self, *args: str, timeout: float = 240) -> subprocess.Popen:
+        """``start(*args)``, returning once that run has begun writing its result: a staging folder that was not
+        there before it started (a refused run may have left one, which the new run cleans up)."""
+        earlier = set(self.leftovers())
+        proc = self.start(*args)
         deadline = time.monotonic() + timeout
-        while not any(n.startswith(".staging-") for n in self.storage.list("recon")):
+        while not {n for n in self.leftovers() if n.startswith(".staging-")} - earlier:
             if proc.poll() is not None:
                 pytest.fail(f"the run ended before it wrote its result:\n{proc.stdout.read()[-3000:]}")
             if time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
                 pytest.fail("the run did not begin writing its result in time")
             time.sleep(0.1)
+        return proc
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +134,8 @@ def test_a_space_quota_exceeded_while_publishing_is_told_and_nothing_changes(nig
 
 
 def test_a_datanode_stopped_while_the_job_writes_its_result(night, hadoop, file_reference):
-    proc = night.start("reconcile", "--date", D2)
+    proc = night.start_writing("reconcile", "--date", D2)
     try:
-        night.wait_for_staging(proc)
         hadoop.command("stop-datanode 0")
         output = proc.communicate(timeout=400)[0]
     finally:
@@ -146,9 +150,8 @@ def test_a_datanode_stopped_while_the_job_writes_its_result(night, hadoop, file_
 
 def test_kill_9_while_publishing_keeps_the_previous_result_and_the_next_run_cleans_up(night, file_reference):
     before = night.result(D2)
-    proc = night.start("reconcile", "--date", D2)
+    proc = night.start_writing("reconcile", "--date", D2)
     try:
-        night.wait_for_staging(proc)
         time.sleep(1.0)                                   # well into the writing of the result
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

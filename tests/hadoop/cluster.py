@@ -119,10 +119,10 @@ class MiniCluster:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
+            try:  # a few seconds to stop in order; the cluster's data is thrown away, so then it is killed
                 self.proc.stdin.write(b"shutdown\n")
                 self.proc.stdin.flush()
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
         if self.proc.poll() is None:  # by its pid (its process group: the JVM and anything it started)
