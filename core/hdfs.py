@@ -307,8 +307,8 @@ def _alive_here(holder: str) -> bool:
         os.kill(int(m.group(1)), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's process: alive
+        pass
     return True
 
 

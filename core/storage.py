@@ -26,7 +26,7 @@ from typing import Iterator
 
 import pyarrow.fs as pafs
 
-from core.hdfs import ESAFEMODE, HdfsLease, filesystem
+from core.hdfs import ESAFEMODE, HdfsHandler, HdfsLease, filesystem
 
 CHUNK = 1 << 20
 
@@ -170,7 +170,7 @@ class Storage:
         """A lock on the root itself, for roots other hosts can reach (``HdfsLease`` on HDFS), else None: a
         local root is guarded by the run lock of the work folder (``recon.lock.RunLock``)."""
         handler = getattr(self.fs, "handler", None)
-        if handler is None or not hasattr(handler, "client"):
+        if not isinstance(handler, HdfsHandler):
             return None
         return HdfsLease(handler, self.path(".recon.lock"), what)
 

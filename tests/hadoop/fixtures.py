@@ -45,9 +45,10 @@ def hadoop(tmp_path_factory) -> MiniCluster:
 
 
 def spark_home() -> Path:
-    import pyspark
+    """Where spark-submit is: the cron wrapper's own answer ($SPARK_HOME, else the pyspark package)."""
+    from recon.childrun import spark_home as found
 
-    return Path(pyspark.__file__).resolve().parent
+    return Path(found()).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +62,7 @@ def spark_jars_on_hdfs(hadoop) -> str:
         local.parent.mkdir(parents=True, exist_ok=True)
         partial = local.with_name(local.name + f".part-{os.getpid()}")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as zf:
-            for jar in sorted((spark_home() / "jars").glob("*.jar")):
+            for jar in sorted((Path(pyspark.__file__).resolve().parent / "jars").glob("*.jar")):
                 zf.write(jar, jar.name)
         partial.rename(local)
     apps = hadoop.make_root("apps")
