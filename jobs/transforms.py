@@ -25,7 +25,6 @@ with the engine work that replaces the classification, not before it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame, Window
@@ -35,21 +34,19 @@ from pyspark.sql import types as T
 from schemas import local as local_schema
 from schemas import standard
 from schemas.outputs import CORRECTION_ACTIONS, OPEN_ITEM_COLUMNS, RESOLUTIONS, ROW_REJECTED
+from jobs.rules import (BREAKS, CARRIED_AS, CARRIED_CATEGORIES, FINAL, FINAL_ONE_SIDED, KEY,  # noqa: F401
+                        LOCAL_DUPLICATE_KEY, NOT_RECONCILED, NO_WINDOW, ONE_CHANNEL, ONE_LOCAL, ONE_SIDED,
+                        ONE_SIDED_OUTCOME, PAIR, PAIR_OUTCOME, RECORD, ROUNDING, SIDE_RANK, ChannelRules,
+                        ClassifyParams)
 
-KEY = ("channel", "txn_type", "order_no", "refund_no")
 MONEY = T.DecimalType(18, 2)
 RATE = T.DecimalType(12, 8)
-LOCAL_DUPLICATE_KEY = "LOCAL_DUPLICATE_KEY"
-NOT_RECONCILED = "NOT_RECONCILED"  # a HELD record: its channel is not reconciled in this run
-_ONE_LOCAL, _ONE_CHANNEL = "_ONE_SIDED_LOCAL", "_ONE_SIDED_CHANNEL"
+_ONE_LOCAL, _ONE_CHANNEL = ONE_LOCAL, ONE_CHANNEL
 
 # A channel record's columns that no comparison reads. They stay out of the shuffle: fresh channel records carry
 # only ``_fid`` (a hash of source_file) and source_line, and the few that are listed get their details back from
 # the standard records (``with_details``); carried open items (few) bring theirs along in ``_rest``.
 DETAIL_FIELDS = ("merchant_id", "channel_txn_id", "txn_time", "payer_id", "bank", "source_file")
-# One-sided breaks stay open (carried, not re-listed) until their counterpart arrives.
-BREAKS = ("LOCAL_ONLY", "CHANNEL_ONLY", "REFUND_LOCAL_ONLY", "REFUND_CHANNEL_ONLY")
-CARRIED_CATEGORIES = ("PENDING_CUTOFF", *BREAKS)  # what open_items.csv carries to D+1
 # What each side's primary contributes to the comparison (and, for the local side, to the pair's row, which
 # the channel primary carries when there is one; the channel primary also brings its fee check and its refund
 # key). Everything else of a row comes from the record itself.
@@ -58,27 +55,27 @@ _CHANNEL_FIELDS = (*_LOCAL_FIELDS, "fee", "coupon_amount", "_fee_bad")
 # What a discrepancy row shows of a channel record.
 _SHOWN_FIELDS = (*_LOCAL_FIELDS, "fee", "coupon_amount", "multi_channel", "over_refund", "channel_txn_id",
                  "source_file", "source_line", "paid_amount", "refunded_total")
-ROUNDING = ("HALF_UP", "HALF_EVEN", "DOWN", "UP")
 
 
-@dataclass(frozen=True)
-class ChannelRules:
-    """A channel's reconciliation rules."""
+def compiled(table, facts: dict[str, Column], values: dict[str, Column] | None = None) -> Column:
+    """A rules table of jobs/rules.py as one CASE expression: its facts by name, its marker outcomes by value,
+    a (payment, refund) outcome by the fact ``is_pay``."""
+    values = values or {}
 
-    cutoff_minutes: int = 30
-    fee_rate: Decimal | None = None
-    fee_tolerance: Decimal = Decimal("0.01")
-    fee_rounding: str = "HALF_UP"
+    def outcome(o) -> Column:
+        if isinstance(o, tuple):
+            return F.when(facts["is_pay"], F.lit(o[0])).otherwise(F.lit(o[1]))
+        return values[o] if o in values else F.lit(o)
 
-
-@dataclass(frozen=True)
-class ClassifyParams:
-    """Everything ``classify`` needs besides the records."""
-
-    day: str                                  # D, YYYY-MM-DD
-    window_starts: dict[str, str]             # channel -> first timestamp inside the cut-off window
-    max_carry_days: int = 3
-    rules: dict[str, ChannelRules] = field(default_factory=dict)
+    expr = None
+    for conds, o in table:
+        if not conds:
+            return outcome(o) if expr is None else expr.otherwise(outcome(o))
+        cond = facts[conds[0]]
+        for name in conds[1:]:
+            cond = cond & facts[name]
+        expr = F.when(cond, outcome(o)) if expr is None else expr.when(cond, outcome(o))
+    return expr
 
 
 # -- shaping inputs into records --------------------------------------------------------------------------------
@@ -317,7 +314,9 @@ def _sorted(records: DataFrame, params: ClassifyParams) -> DataFrame:
     records = (records
                .withColumn("first_seen", F.when(~F.col("first_seen").eqNullSafe(params.day), F.col("first_seen")))
                .withColumn("paid_at", F.when(~F.col("paid_at").eqNullSafe(F.col("time")), F.col("paid_at"))))
-    side_rank = F.when(is_chan, 0).when(side == "HISTORY", 2).otherwise(1)
+    side_rank = None
+    for name, value in SIDE_RANK.items():  # jobs.rules.PRIMARY_ORDER
+        side_rank = F.when(side == name, value) if side_rank is None else side_rank.when(side == name, value)
     ok_rank = F.when((is_chan & (status == "SUCCESS")) | (~is_chan & F.col("carried")), 0).otherwise(1)
     coded = [name for name, _ in _CODED] + ["carried"]
     return (records.select(
@@ -431,52 +430,36 @@ def classify(records: DataFrame, params: ClassifyParams) -> DataFrame:
     cur_diff = l("currency") != c("currency")
     amt_diff = l("amount") != c("amount")
 
-    mismatch = F.when(is_pay, "AMOUNT_MISMATCH").otherwise("REFUND_AMOUNT_MISMATCH")
-    autofix = F.when(is_pay, "LOCAL_UNPAID_CHANNEL_PAID").otherwise("LOCAL_NOT_REFUNDED_CHANNEL_REFUNDED")
-    pair = (F.when(dup, "DUPLICATE_CHANNEL")
-            .when(both & c_ok & cur_diff, "CURRENCY_MISMATCH")
-            .when(both & c_ok & amt_diff, mismatch)
-            .when(both & c_ok & F.col("over_refund"), "REFUND_EXCEEDS_PAYMENT")
-            .when(both & l_ok & c_ok & c("_fee_bad"), "FEE_MISMATCH")
-            .when(both & l_ok & c_ok, "MATCHED")
-            .when(both & c_ok, autofix)
-            .when(both & l_ok, "STATUS_MISMATCH")
-            .when(both, "MATCHED")
-            .when(has_l & l_ok, _ONE_LOCAL)
-            .when(has_c & c_ok & is_pay & F.col("multi_channel"), "DUPLICATE_ACROSS_CHANNELS")
-            .when(has_c & c_ok & F.col("over_refund"), "REFUND_EXCEEDS_PAYMENT")
-            .when(has_c & c_ok, _ONE_CHANNEL)
-            .otherwise("MATCHED"))
+    facts = {"is_pay": is_pay, "has_l": has_l, "has_c": has_c, "both": both, "l_ok": l_ok, "c_ok": c_ok,
+             "dup": dup, "cur_diff": cur_diff, "amt_diff": amt_diff, "over_refund": F.col("over_refund"),
+             "fee_bad": c("_fee_bad"), "multi_channel": F.col("multi_channel")}
+    df = df.withColumn("_pair", compiled(PAIR, facts))
+    pair = F.col("_pair")
 
-    # One-sided: inside the cut-off window (or carried and not yet too old) it is carried, else a break.
-    # A break carried from an earlier date stays open (not listed again) until its counterpart comes.
+    # One-sided (jobs.rules.ONE_SIDED): of the lone primary.
     lone = {f: F.when(has_l, l(f)).otherwise(c(f)) for f in ("first_seen", "time", "carried", "carried_as")}
     lone_age = F.datediff(F.lit(params.day), F.to_date(lone["first_seen"]))
-    in_window = lone["time"] >= _by_channel(params.window_starts, "9999-12-31 00:00:00")
-    final_one = (F.when(has_l & is_pay, "LOCAL_ONLY").when(has_l, "REFUND_LOCAL_ONLY")
-                 .when(is_pay, "CHANNEL_ONLY").otherwise("REFUND_CHANNEL_ONLY"))
+    in_window = lone["time"] >= _by_channel(params.window_starts, NO_WINDOW)
+    final_one = (F.when(has_l & is_pay, FINAL["LOCAL", True]).when(has_l, FINAL["LOCAL", False])
+                 .when(is_pay, FINAL["CHANNEL", True]).otherwise(FINAL["CHANNEL", False]))
     carried_break = lone["carried"] & lone["carried_as"].isin(*BREAKS)
-    one_sided = (F.when(carried_break, lone["carried_as"])
-                 .when(lone["carried"], F.when(lone_age >= params.max_carry_days, final_one)
-                       .otherwise("PENDING_CUTOFF"))
-                 .when(in_window, "PENDING_CUTOFF").otherwise(final_one))
-    df = df.withColumn("_pair", pair)
-    pair = F.col("_pair")
+    one_sided = compiled(ONE_SIDED, {"carried_break": carried_break, "carried": lone["carried"],
+                                     "aged": lone_age >= params.max_carry_days, "in_window": in_window},
+                         {CARRIED_AS: lone["carried_as"], FINAL_ONE_SIDED: final_one})
     any_carried = (has_l & l("carried")) | (has_c & c("carried"))
     pair_age = F.datediff(F.lit(params.day), F.to_date(F.least(
         F.when(has_l, l("first_seen")), F.when(has_c, c("first_seen")))))
-    pair_final = (F.when(pair.isin(_ONE_LOCAL, _ONE_CHANNEL), one_sided)
-                  .when((pair == "MATCHED") & both & any_carried, "CLEARED_LATE")
-                  .otherwise(pair))
-    pair_age_days = F.when(pair.isin(_ONE_LOCAL, _ONE_CHANNEL), lone_age).when(any_carried, pair_age).otherwise(0)
+    is_one_sided = pair.isin(_ONE_LOCAL, _ONE_CHANNEL)
+    pair_age_days = F.when(is_one_sided, lone_age).when(any_carried, pair_age).otherwise(0)
 
     extra = F.col("rn_side") > 1
     # HELD records sit in keys of their own (the key holds the channel) and the order facts read channel
     # records only, so they change nothing for the others.
-    category = (F.when(side == "HELD", NOT_RECONCILED)
-                .when(~is_chan & extra, LOCAL_DUPLICATE_KEY)
-                .when(is_chan & extra, F.when(status == "SUCCESS", "DUPLICATE_CHANNEL").otherwise("MATCHED"))
-                .otherwise(pair_final))
+    category = compiled(RECORD, {"held": side == "HELD", "local_extra": ~is_chan & extra,
+                                 "channel_extra": is_chan & extra, "ok": status == "SUCCESS",
+                                 "one_sided": is_one_sided,
+                                 "matched_late": (pair == "MATCHED") & both & any_carried},
+                        {ONE_SIDED_OUTCOME: one_sided, PAIR_OUTCOME: pair})
     age = (F.when(extra, F.datediff(F.lit(params.day), F.to_date(F.col("first_seen"))))
            .otherwise(pair_age_days))
     still_open = pair.isin(_ONE_LOCAL, _ONE_CHANNEL) & carried_break
