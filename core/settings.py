@@ -44,6 +44,9 @@ class Settings:
     work_dir: str = ""   # local scratch folder for downloads in progress (never under raw/)
     refund_lookback_days: int = 0  # earlier dates' standard records read to know what an order was paid
     fixes: dict = field(default_factory=dict)  # where apply-fixes writes: the order database or a webhook
+    # [engine]: kind ("spark" or "duckdb"), compare_with (the other engine, or ""), and DuckDB's memory_limit,
+    # threads and spill_dir (recon.config.parse_engine)
+    engine: dict = field(default_factory=lambda: {"kind": "spark", "compare_with": ""})
 
     def channel(self, name: str) -> ChannelSettings:
         try:

@@ -308,6 +308,12 @@ def out_of_day_error(spark, storage: Storage, settings_local_orders: dict, day: 
                  F.min(F.when(_outside(day, margin_minutes), F.struct("when", "order_no"))).alias("first"),
                  F.min("when").alias("earliest"), F.max("when").alias("latest"))
             .filter(F.col("bad") > 0).orderBy(FILE_COLUMN).collect())
+    return out_of_day_message(storage, folder, day, margin_minutes, rows)
+
+
+def out_of_day_message(storage: Storage, folder: str, day: dt.date, margin_minutes: int, rows) -> ReconError:
+    """The IntegrityError of ``out_of_day_error`` from its per-file rows (``FILE_COLUMN``, rows, bad, first
+    (order_no, when), earliest, latest; files with bad rows only, sorted by file): both engines' words."""
     first, end = time_bounds(day, margin_minutes)
     d = day.isoformat()
     if not rows:  # the export changed between the two reads

@@ -88,8 +88,12 @@ def _read_local(spark, storage: Storage, settings: Settings, day: dt.date, chann
 
 
 def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, channels: list[str],
-                   *, run_id: str, extra: dict | None = None, not_ready: list[str] | None = None) -> dict:
+                   *, run_id: str, extra: dict | None = None, not_ready: list[str] | None = None,
+                   publish: bool = True):
     """Reconcile D for ``channels`` (those with published standard records) and publish the result.
+
+    ``publish=False`` (the cross-check of jobs/engines.py) leaves the result in a staging folder instead and
+    returns (summary, that folder).
 
     Returns the summary written to summary.json.
     """
@@ -99,7 +103,8 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
 
     started = time.time()
     d = day.isoformat()
-    storage.recover("recon")  # leftovers of a killed run (we hold the run lock)
+    if publish:
+        storage.recover("recon")  # leftovers of a killed run (we hold the run lock)
     available = [ch for ch in channels if is_published(storage, ch, day)]
     missing = sorted(set(not_ready or []) | {ch for ch in channels if ch not in available})
     if not available:
@@ -128,14 +133,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         opening = empty_frame(spark, item_schema)
 
     # -- transform -------------------------------------------------------------------------------------------
-    params = tx.ClassifyParams(
-        day=d, max_carry_days=settings.max_carry_days,
-        window_starts={ch: window_start(day, settings.channels[ch].cutoff_minutes) for ch in available},
-        rules={ch: tx.ChannelRules(cutoff_minutes=settings.channels[ch].cutoff_minutes,
-                                   fee_rate=settings.channels[ch].fee_rate,
-                                   fee_tolerance=settings.channels[ch].fee_tolerance,
-                                   fee_rounding=settings.channels[ch].fee_rounding) for ch in available},
-    )
+    params = classify_params(settings, day, available)
     records = (tx.local_records(local, d, in_scope)
                .unionByName(tx.channel_records(std, d))
                .unionByName(tx.open_item_records(opening.filter(in_scope))))
@@ -188,7 +186,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         # -- load --------------------------------------------------------------------------------------------
         staged = None
         try:
-            staged = storage.staging("recon", d)
+            staged = storage.staging("recon", d if publish else f"check-{d}")
             t0 = time.time()
             rejects = read_rejects(spark, storage, available, day, staged)
             write_single_csv(storage, tx.discrepancies(rows, d, rejects), DISCREPANCY_ORDER, staged,
@@ -216,12 +214,15 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                 closing_digests=digests,
                 local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
                 reconcile_seconds=round(time.time() - started, 3))
+            summary["engine"] = "spark"
             storage.write_json(summary, staged, "summary.json")
             _phase("built summary.json", t0)
             t0 = time.time()
             write_reports(storage, staged, day)  # report.html and report.xlsx, inside the atomic publish
             _phase("wrote report.html and report.xlsx", t0)
             storage.write_bytes(b"", staged, "_SUCCESS")
+            if not publish:
+                return summary, staged
             storage.swap_in(staged, recon_dir(day))
         except BaseException as exc:
             if staged is not None:
@@ -238,6 +239,20 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
         slim.unpersist()
     log.info("date %s: published %s", d, storage.uri(recon_dir(day)))
     return summary
+
+
+def classify_params(settings: Settings, day: dt.date, available: list[str]):
+    """The classification's parameters for D's reconciled channels (both engines)."""
+    from jobs.rules import ChannelRules, ClassifyParams
+
+    return ClassifyParams(
+        day=day.isoformat(), max_carry_days=settings.max_carry_days,
+        window_starts={ch: window_start(day, settings.channels[ch].cutoff_minutes) for ch in available},
+        rules={ch: ChannelRules(cutoff_minutes=settings.channels[ch].cutoff_minutes,
+                                fee_rate=settings.channels[ch].fee_rate,
+                                fee_tolerance=settings.channels[ch].fee_tolerance,
+                                fee_rounding=settings.channels[ch].fee_rounding) for ch in available},
+    )
 
 
 def _size_shuffle(spark, settings: Settings, storage: Storage, std_folders: list[str], local_files: list[str]):
@@ -344,22 +359,28 @@ def rerun_hint(prev: dt.date, day: dt.date) -> str:
             f"(recon run --date {prev} --cascade), then re-run {day}")
 
 
-def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema, day: dt.date | None = None):
-    """The open items ``prev`` published (its open_items.csv), matched by header name (jobs/inputs.py).
+def opening_file(storage: Storage, prev: dt.date, day: dt.date | None = None) -> str:
+    """The open_items.csv ``prev`` published (relative to the root).
 
     A published date without its open_items.csv is an integrity failure (exit 4): the chain of open items is
     broken, and carrying nothing would lose them without a word (its summary.json: ``previous_closing``).
     """
-    from jobs import inputs
-
     folder = recon_dir(prev)
-    hint = rerun_hint(prev, day or prev + dt.timedelta(days=1))
     if not storage.is_file(folder, "open_items.csv"):
         raise IntegrityError(f"the result published for {prev} (it has _SUCCESS) has no open_items.csv: the open "
                              f"items carried to {day or 'the next date'} cannot be known",
-                             date=(day or prev).isoformat(), file=storage.uri(folder, "open_items.csv"), hint=hint)
-    return inputs.read_csv(spark, storage, [posixpath.join(folder, "open_items.csv")], item_schema,
-                           what=f"open_items.csv published for {prev}", date=prev.isoformat(), hint=hint)
+                             date=(day or prev).isoformat(), file=storage.uri(folder, "open_items.csv"),
+                             hint=rerun_hint(prev, day or prev + dt.timedelta(days=1)))
+    return posixpath.join(folder, "open_items.csv")
+
+
+def _read_open_items(spark, storage: Storage, prev: dt.date, item_schema, day: dt.date | None = None):
+    """The open items ``prev`` published (its open_items.csv), matched by header name (jobs/inputs.py)."""
+    from jobs import inputs
+
+    path = opening_file(storage, prev, day)
+    return inputs.read_csv(spark, storage, [path], item_schema, what=f"open_items.csv published for {prev}",
+                           date=prev.isoformat(), hint=rerun_hint(prev, day or prev + dt.timedelta(days=1)))
 
 
 def previous_closing(storage: Storage, prev: dt.date, day: dt.date) -> tuple[dict | None, dict]:
@@ -397,8 +418,6 @@ def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dic
     parse fails here too, with its line. A summary written before closings were per channel is compared on
     its total. Returns what was checked, for summary.json.
     """
-    from decimal import Decimal
-
     from pyspark.sql import functions as F
 
     from jobs.read_errors import told
@@ -409,9 +428,20 @@ def check_opening(storage: Storage, prev: dt.date, opening, day: dt.date) -> dic
     with told(storage, date=d, file=items, hint=rerun_hint(prev, day)):
         rows = opening.groupBy("channel").agg(F.count(F.lit(1)).alias("records"), F.sum("amount").alias("amount"),
                                               content_digest().alias("digest")).collect()
-    zero = Decimal("0.00")
-    found = {r["channel"] or "": {"records": r["records"], "amount": r["amount"] or zero, "digest": r["digest"]}
+    found = {r["channel"] or "": {"records": r["records"], "amount": r["amount"], "digest": r["digest"]}
              for r in rows}
+    return compare_opening(storage, prev, found, day)
+
+
+def compare_opening(storage: Storage, prev: dt.date, found: dict[str, dict], day: dt.date) -> dict:
+    """Check today's opening as read (``found``: channel -> records, amount, digest) against ``prev``'s
+    published closing; IntegrityError (exit 4) when they differ. Returns what was checked, for summary.json."""
+    from decimal import Decimal
+
+    d = day.isoformat()
+    items = storage.uri(recon_dir(prev), "open_items.csv")
+    zero = Decimal("0.00")
+    found = {ch: dict(v, amount=v["amount"] or zero) for ch, v in found.items()}
     per, total = previous_closing(storage, prev, day)
     if per is None:
         expected = {"(all channels)": total}
@@ -468,19 +498,26 @@ def _discard(storage: Storage, staged: str) -> None:
         log.warning("could not remove %s (%s); the next run removes it", storage.uri(staged), exc)
 
 
+def corrections_already_paths(storage: Storage, day: dt.date) -> list[str]:
+    """The files whose idempotency keys are never emitted again: corrections.csv of earlier reconciled dates
+    and the ledgers of `recon apply-fixes`."""
+    emitted = [posixpath.join(recon_dir(dt.date.fromisoformat(n)), "corrections.csv")
+               for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()
+               and is_reconciled(storage, dt.date.fromisoformat(n))]
+    return emitted + [posixpath.join(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
+
+
+ALREADY_WHAT = "a file of corrections already made"
+ALREADY_HINT = "restore the file (a published result or the ledger of `recon apply-fixes`), then re-run"
+
+
 def _corrections_already(spark, storage: Storage, day: dt.date):
     """Idempotency keys emitted on an earlier date or recorded as applied: never emitted again."""
     from jobs import inputs
 
-    emitted = [posixpath.join(recon_dir(dt.date.fromisoformat(n)), "corrections.csv")
-               for n in storage.list("recon") if DATE_DIR.match(n) and n < day.isoformat()
-               and is_reconciled(storage, dt.date.fromisoformat(n))]
-    applied = [posixpath.join(APPLIED_DIR, n) for n in storage.list(APPLIED_DIR) if n.endswith(".csv")]
     # two kinds of file: each read by its own header (LF or CRLF, with or without a BOM)
-    return inputs.read_column(spark, storage, emitted + applied, "idempotency_key",
-                              what="a file of corrections already made", date=day.isoformat(),
-                              hint="restore the file (a published result or the ledger of `recon apply-fixes`), "
-                                   "then re-run")
+    return inputs.read_column(spark, storage, corrections_already_paths(storage, day), "idempotency_key",
+                              what=ALREADY_WHAT, date=day.isoformat(), hint=ALREADY_HINT)
 
 
 def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--channel", action="append", dest="channels", metavar="NAME",
                        help="only this channel (repeatable); default: every configured channel")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        p.add_argument("--engine", choices=("spark", "duckdb"),
+                       help="the engine that reconciles (default: [engine] kind in the conf, else spark)")
 
     for name, text in (("run", "download, normalize and reconcile one date"),
                        ("download", "only fetch the statements into raw/"),
@@ -102,6 +104,10 @@ def _dispatch(args, spark_factory) -> int:
     from recon.lock import run_lock
 
     settings = load_settings(args.conf)
+    if getattr(args, "engine", None):
+        import dataclasses
+
+        settings = dataclasses.replace(settings, engine={**settings.engine, "kind": args.engine})
     if args.command == "report":
         return _report(settings, args)
     with run_lock(settings.work_dir, settings.root, what=f"recon {args.command}"):

@@ -111,7 +111,7 @@ def load_settings(conf: str | os.PathLike) -> Settings:
     """
     path = Path(conf).resolve()
     data = _read_toml(path)
-    _check_keys(data, {"pipeline", "spark", "local_orders", "fixes", "alerts"}, "top level", path)
+    _check_keys(data, {"pipeline", "spark", "local_orders", "fixes", "alerts", "engine"}, "top level", path)
     if "alerts" in data:  # read by bin/recon-cron (recon.alerts); checked here so a typo fails every command
         from recon.alerts import OpsConfigError, parse_alerts
 
@@ -164,7 +164,42 @@ def load_settings(conf: str | os.PathLike) -> Settings:
         work_dir = os.path.join(tempfile.gettempdir(), "recon-work")
     return Settings(root=root, conf_file=str(path), timezone=tz, max_carry_days=max_carry,
                     channels=channels, spark=spark, local_orders=local_orders, work_dir=str(work_dir),
-                    refund_lookback_days=lookback, fixes=fixes)
+                    refund_lookback_days=lookback, fixes=fixes, engine=parse_engine(data.get("engine", {}), path))
+
+
+ENGINES = ("spark", "duckdb")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def parse_engine(raw: dict, path: Path | None) -> dict:
+    """The ``[engine]`` table: which engine reconciles, and DuckDB's resources.
+
+    ``RECON_ENGINE_COMPARE_WITH`` in the environment overrides ``compare_with`` (the test suite sets it, so every
+    end-to-end run is cross-checked by the other engine).
+    """
+    where = str(path) if path else None
+    _check_keys(raw, {"kind", "compare_with", "memory_limit", "threads", "spill_dir"}, "engine", path or Path("?"))
+    kind = raw.get("kind", "spark")
+    if kind not in ENGINES:
+        raise ConfigError(f"engine.kind must be one of {', '.join(ENGINES)}, got {kind!r}", file=where)
+    other = os.environ.get("RECON_ENGINE_COMPARE_WITH", raw.get("compare_with", ""))
+    if other not in ("", *ENGINES):
+        raise ConfigError(f"engine.compare_with must be \"\" or one of {', '.join(ENGINES)}, got {other!r}",
+                          file=where)
+    out = {"kind": kind, "compare_with": other}
+    memory = raw.get("memory_limit")
+    if memory is not None:
+        if not isinstance(memory, str) or not _MEMORY.match(memory.strip()):
+            raise ConfigError(f"engine.memory_limit must be a size like \"16GB\", got {memory!r}", file=where)
+        out["memory_limit"] = memory.strip()
+    threads = raw.get("threads")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+            raise ConfigError(f"engine.threads must be an integer between 1 and 1024, got {threads!r}", file=where)
+        out["threads"] = threads
+    if "spill_dir" in raw:
+        out["spill_dir"] = resolve_path(str(raw["spill_dir"]), path.parent if path else Path.cwd())
+    return out
 
 
 def _uri_path(uri: str) -> str:

@@ -94,13 +94,12 @@ def process_date(settings: Settings, day: dt.date, *, channels: list[str] | None
             log.error("date %s: no channel is ready; nothing reconciled, nothing published", day)
             return result
         try:
-            from jobs.reconcile import reconcile_date
-            from jobs.spark import get_spark
+            from jobs.engines import reconcile
 
-            spark = (spark_factory or get_spark)(settings)
-            result.summary = reconcile_date(
-                spark, storage, settings, day, ready, run_id=new_run_id(day), not_ready=sorted(result.failures),
-                extra={"timings": timings, "failures": {k: v.describe() for k, v in result.failures.items()}})
+            result.summary = reconcile(
+                settings, storage, day, ready, run_id=new_run_id(day), not_ready=sorted(result.failures),
+                extra={"timings": timings, "failures": {k: v.describe() for k, v in result.failures.items()}},
+                spark_factory=spark_factory)
         except ReconError as exc:
             log.error("%s", exc.describe())
             result.error = exc

@@ -1,0 +1,203 @@
+"""The DuckDB engine's inputs: the same files the Spark job reads, as tables of one DuckDB connection.
+
+Each CSV file is matched to our columns by its header name first (``jobs.inputs.group_by_header``: a missing,
+unknown or doubled column is refused, naming the file), then read with every column as text in that file's
+own order and cast here, so a value is never guessed (DuckDB's sniffer is off). LF or CRLF, a UTF-8 byte order
+mark and blank lines are read as Spark reads them. Amounts are DECIMAL(18,2) end to end, never DOUBLE; a local
+export's amount is checked to be a plain decimal exact to the cent before the cast (DuckDB, like Spark, would
+round 12.345 to 12.35 without a word).
+
+The DuckDB engine reads a local root (``file://``): hdfs:// roots are the Spark engine's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+
+import pyarrow.fs as pafs
+
+from core.errors import ConfigError, IntegrityError
+from core.storage import Storage
+from jobs import inputs
+from schemas import local as local_schema
+from schemas import standard
+from schemas.layout import standard_dir
+from schemas.money import CENTS_PATTERN
+from schemas.outputs import OPEN_ITEM_COLUMNS, REJECT_COLUMNS
+
+MONEY = "DECIMAL(18,2)"
+STANDARD_TYPES = {**{n: "VARCHAR" for n in standard.COLUMNS}, **{n: MONEY for n in standard.MONEY_COLUMNS},
+                  "source_line": "BIGINT"}
+LOCAL_TYPES = {**{n: "VARCHAR" for n in local_schema.COLUMNS}, "amount": MONEY}
+OPEN_ITEM_TYPES = {**{n: "VARCHAR" for n in OPEN_ITEM_COLUMNS}, **STANDARD_TYPES, "age_days": "INTEGER"}
+REJECT_TYPES = {**{n: "VARCHAR" for n in REJECT_COLUMNS}, "source_line": "BIGINT"}
+
+
+def local_file(storage: Storage, path: str) -> str:
+    """The local filesystem path of ``path`` under the root; a ConfigError for a root DuckDB cannot read."""
+    if not isinstance(storage.fs, pafs.LocalFileSystem):
+        raise ConfigError(f"the DuckDB engine reads and writes a local filesystem root, not {storage.root_uri}",
+                          hint='use [engine] kind = "spark" (or --engine spark) for an hdfs:// root')
+    return storage.path(path)
+
+
+def quoted(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _list(paths: list[str]) -> str:
+    return "[" + ", ".join(quoted(p) for p in paths) + "]"
+
+
+def _csv_source(files: list[str], header: tuple[str, ...]) -> str:
+    """A read of CSV files with one header, every column as text in the files' own order."""
+    columns = "{" + ", ".join(f"{quoted(n)}: 'VARCHAR'" for n in header) + "}"
+    return (f"read_csv({_list(files)}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
+            f"quote = '\"', escape = '\"', strict_mode = true)")
+
+
+def _empty(types: dict[str, str]) -> str:
+    return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in types.items()) + " WHERE false"
+
+
+def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: dict[str, str], *, what: str,
+                     hint: str, date: str | None = None, channel: str | None = None, casts: dict | None = None,
+                     with_file: bool = False) -> None:
+    """Table ``name`` with ``types``' columns (in that order) of the CSV files ``paths`` (relative to the root),
+    matched by header name. ``casts``: column -> SQL of the text column ``v`` instead of a plain cast.
+    ``with_file`` adds ``recon_file``, the file's URI (what the export checks name)."""
+    groups = inputs.group_by_header(storage, paths, list(types), what=what, hint=hint, date=date, channel=channel)
+    selects = []
+    for header, uris in groups.items():
+        files = [local_file(storage, _relative(storage, u)) for u in uris]
+        for uri, path in zip(uris, files):
+            cols = [(casts or {}).get(n, f"CAST({{v}} AS {t})").format(v=f'"{n}"') + f' AS "{n}"'
+                    for n, t in types.items()]
+            if with_file:
+                cols.append(f"{quoted(uri)} AS recon_file")
+            selects.append(f"SELECT {', '.join(cols)} FROM {_csv_source([path], header)}")
+    if not selects:
+        selects = [_empty(types) if not with_file else
+                   f"SELECT *, CAST(NULL AS VARCHAR) AS recon_file FROM ({_empty(types)})"]
+    sql = f"CREATE OR REPLACE TABLE {name} AS " + " UNION ALL ".join(selects)
+    run(con, sql, what=what, file=storage.uri(paths[0]) if len(paths) == 1 else None, date=date, channel=channel,
+        hint=hint)
+
+
+def run(con, sql: str, *, what: str, hint: str, file: str | None = None, date: str | None = None,
+        channel: str | None = None, params=None):
+    """Execute ``sql``; a DuckDB error reading an input becomes an IntegrityError naming it (exit 4)."""
+    import duckdb
+
+    try:
+        return con.execute(sql, params) if params is not None else con.execute(sql)
+    except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException) as exc:
+        text = str(exc).splitlines()[0][:300]
+        raise IntegrityError(f"{what} cannot be read ({text})", date=date, channel=channel, file=file,
+                             hint=hint) from None
+
+
+def _relative(storage: Storage, uri: str) -> str:
+    prefix = storage.root_uri + "/"
+    return uri[len(prefix):] if uri.startswith(prefix) else uri
+
+
+# -- the inputs of a date ----------------------------------------------------------------------------------------
+
+def create_standard(con, storage: Storage, name: str, published: list[tuple[str, dt.date]]) -> None:
+    """Table ``name``: the standard records of the (channel, date) folders, from their Parquet copies where the
+    manifest lists one for every file with the right row count (as ``jobs.reconcile.read_standard``), else
+    from the CSV."""
+    parquet, selects = [], []
+    for ch, d in published:
+        folder = standard_dir(ch, d)
+        files = storage.read_json(folder, "_manifest.json").get("files", [])
+        copies = [posixpath.join(folder, f["columnar_file"]) for f in files
+                  if f.get("columnar_file") and f.get("columnar_rows") == f.get("records")]
+        if files and len(copies) == len(files) and all(storage.is_file(c) for c in copies):
+            parquet.extend(local_file(storage, c) for c in copies)
+            continue
+        part = f"{name}_{len(selects)}"
+        create_csv_table(con, storage, part, inputs.data_files(storage, folder), STANDARD_TYPES,
+                         what="a standard file", date=d.isoformat(), channel=ch,
+                         hint=f"standard files are written by `recon normalize`: re-run it for channel {ch} "
+                              f"and date {d}")
+        selects.append(f"SELECT * FROM {part}")
+    if parquet:
+        cols = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in STANDARD_TYPES.items())
+        selects.append(f"SELECT {cols} FROM read_parquet({_list(parquet)})")
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS " + (" UNION ALL ".join(selects) or _empty(STANDARD_TYPES)))
+
+
+EXACT = f"^{CENTS_PATTERN}$"
+
+
+def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str) -> list[str]:
+    """Table ``name``: D's export (LocalRecord columns and ``recon_file``); returns the files' paths.
+
+    A CSV amount that is not a plain decimal exact to the cent fails with the order, the file and the value
+    when it looks like a number (it could otherwise be a card number shifted into the column): the message
+    of the Spark path (``jobs.local_orders._exact_amounts``)."""
+    from jobs.local_orders import local_export_files
+
+    folder, names = local_export_files(storage, day)
+    paths = [posixpath.join(folder, n) for n in names]
+    what = "the local orders export"
+    d = day.isoformat()
+    if fmt == "parquet":
+        inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=hint, date=d)
+        cols = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in LOCAL_TYPES.items())
+        files = [local_file(storage, p) for p in paths]
+        run(con, f"CREATE OR REPLACE TABLE {name} AS SELECT {cols}, 'file://' || filename AS recon_file "
+                 f"FROM read_parquet({_list(files)}, filename = true)", what=what, hint=hint, date=d)
+        return paths
+    text = {**LOCAL_TYPES, "amount": "VARCHAR"}
+    create_csv_table(con, storage, f"{name}_text", paths, text, what=what, hint=hint, date=d, with_file=True)
+    bad = con.execute(f"""
+        SELECT order_no, refund_no, channel, recon_file, amount FROM {name}_text
+        WHERE amount IS NULL OR NOT regexp_full_match(amount, ?) LIMIT 1""", [EXACT[1:-1]]).fetchone()
+    if bad is not None:
+        from jobs.local_orders import MAX_DIGITS_SHOWN
+        import re
+
+        order, refund, channel, file, amount = bad
+        digits = len(re.sub(r"[^0-9]", "", amount or ""))
+        shown = ("empty" if amount is None else f"'{amount}'"
+                 if re.fullmatch(r"[0-9.,eE+ -]{1,24}", amount) and digits <= MAX_DIGITS_SHOWN
+                 else f"of {len(amount)} characters, not shown,")
+        raise IntegrityError(f"local order {order or '?'} {refund or ''} (channel {channel or '?'}, date {d}) in "
+                             f"{file}: amount {shown} is not a decimal exact to the cent (like 12.30); fix the "
+                             f"order system's export and re-run", date=d, file=file, hint=hint)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * REPLACE (CAST(amount AS {MONEY}) AS amount) "
+                f"FROM {name}_text")
+    con.execute(f"DROP TABLE {name}_text")
+    return paths
+
+
+def create_open_items(con, storage: Storage, name: str, path: str | None, *, what: str, date: str,
+                      hint: str) -> None:
+    """Table ``name``: a published open_items.csv (``path``), or no rows without one."""
+    create_csv_table(con, storage, name, [path] if path else [], OPEN_ITEM_TYPES, what=what, date=date, hint=hint)
+
+
+def create_rejects(con, storage: Storage, name: str, paths: list[str], date: str) -> None:
+    create_csv_table(con, storage, name, paths, REJECT_TYPES, what="the rejected rows of the standard folders",
+                     date=date, hint="re-run `recon normalize` for this date")
+
+
+def create_keys(con, storage: Storage, name: str, paths: list[str], column: str, *, what: str, date: str,
+                hint: str) -> None:
+    """Table ``name`` (one column ``column``) of CSV files whose other columns may differ (corrections.csv and
+    the apply-fixes ledger), each by its own header."""
+    selects = []
+    for path in paths:
+        header = inputs.csv_header(storage, path)
+        if header is None:
+            continue
+        others = [n for n in dict.fromkeys(header) if n != column]
+        inputs.check_columns(header, [column] + others, file=storage.uri(path), what=what, hint=hint, date=date)
+        selects.append(f'SELECT "{column}" FROM {_csv_source([local_file(storage, path)], tuple(header))}')
+    sql = " UNION ALL ".join(selects) or f"SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false"
+    run(con, f"CREATE OR REPLACE TABLE {name} AS {sql}", what=what, hint=hint, date=date)
