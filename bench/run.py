@@ -10,8 +10,12 @@ included):
 - ``normalize``: ``recon download --force-download`` then ``recon normalize``
   (land the bill from the inbox, parse it, check its control totals, publish
   the standard CSV);
-- ``reconcile``: ``recon reconcile`` on the published standard CSV and the
-  local export;
+- ``reconcile`` / ``reconcile-duckdb``: ``recon reconcile --engine spark|duckdb``
+  on the published standard records and the local export;
+- ``night`` / ``night-duckdb``: the whole night, ``recon run --force-download
+  --engine spark|duckdb`` (download, normalize, reconcile and the reports);
+  after each engine's stage its data files are kept, and the two engines'
+  results are compared byte for byte at the end ("Engines");
 - ``report``: ``recon report --date D``;
 - ``spark-join`` / ``pandas-merge`` / ``duckdb-join``: the baselines
   bench/baseline_spark.py, bench/baseline_pandas.py and bench/baseline_duckdb.py
@@ -281,7 +285,20 @@ def _normalize(s: Scale) -> Case:
 
 def _reconcile(s: Scale) -> Case:
     s.ensure_normalized()
-    return Case(s.cli("reconcile"), s.input_records, s.input_bytes())
+    return Case(s.cli("reconcile", "--engine", "spark"), s.input_records, s.input_bytes())
+
+
+def _reconcile_duckdb(s: Scale) -> Case:
+    s.ensure_normalized()
+    return Case(s.cli("reconcile", "--engine", "duckdb"), s.input_records, s.input_bytes())
+
+
+def _night(engine: str):
+    def setup(s: Scale) -> Case:
+        """The whole night as cron runs it: download (again), normalize, reconcile and the reports."""
+        return Case(s.cli("run", "--force-download", "--engine", engine), s.input_records,
+                    s.meta["bill_bytes"] + s.meta["local_bytes"])
+    return setup
 
 
 def _report(s: Scale) -> Case:
@@ -317,7 +334,10 @@ def _duckdb_join(s: Scale) -> Case:
 # name -> (label in the table, setup)
 STAGES = {
     "normalize": ("normalize (download + normalize)", _normalize),
-    "reconcile": ("reconcile", _reconcile),
+    "reconcile": ("reconcile (Spark engine)", _reconcile),
+    "reconcile-duckdb": ("reconcile (DuckDB engine)", _reconcile_duckdb),
+    "night": ("whole night, Spark engine (recon run)", _night("spark")),
+    "night-duckdb": ("whole night, DuckDB engine (recon run)", _night("duckdb")),
     "report": ("report", _report),
     "spark-join": ("baseline: plain Spark join", _spark_join),
     "pandas-merge": ("baseline: pandas merge", _pandas_merge),
@@ -370,6 +390,37 @@ def sanity(s: Scale) -> list[str]:
             counts = _label_counts(files)
             lines.append(f"  - {name} labelled: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
     return lines
+
+
+ENGINE_STAGES = {"reconcile": "spark", "night": "spark", "reconcile-duckdb": "duckdb", "night-duckdb": "duckdb"}
+DATA_FILES = ("discrepancies.csv", "corrections.csv", "open_items.csv", "summary.json")
+
+
+def snapshot(s: Scale, engine: str) -> None:
+    """Keep the data files an engine published (``engines/{engine}/``), for ``agreement``."""
+    import shutil
+
+    keep = s.out / "engines" / engine
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in DATA_FILES:
+        shutil.copyfile(s.recon_dir / name, keep / name)
+
+
+def agreement(s: Scale) -> str | None:
+    """Whether both engines' last results of this scale are byte-identical (summary.json: apart from the run's
+    id, timings and engine); None unless both ran."""
+    from jobs.engines import comparable
+
+    a, b = s.out / "engines" / "spark", s.out / "engines" / "duckdb"
+    if not (a / "summary.json").exists() or not (b / "summary.json").exists():
+        return None
+    off = [n for n in DATA_FILES[:3] if (a / n).read_bytes() != (b / n).read_bytes()]
+    if comparable(json.loads((a / "summary.json").read_text("utf-8"))) != \
+            comparable(json.loads((b / "summary.json").read_text("utf-8"))):
+        off.append("summary.json")
+    sizes = ", ".join(f"{n} {(a / n).stat().st_size / 1e6:,.1f} MB" for n in DATA_FILES[:3])
+    return (f"- {s.rows:,} keys: Spark and DuckDB engines " +
+            (f"DIFFER in {', '.join(off)}" if off else f"byte-identical ({sizes}; summary.json equal)"))
 
 
 def outputs_missing(s: Scale) -> list[str]:
@@ -431,6 +482,8 @@ def main(argv=None) -> int:
                 results.append(m)
             if not results:
                 continue
+            if stage in ENGINE_STAGES:
+                snapshot(s, ENGINE_STAGES[stage])
             times = [m.seconds for m in results]
             med = statistics.median(times)
             medians[(stage, rows)] = (med, case.records)
@@ -442,12 +495,13 @@ def main(argv=None) -> int:
 
     print("\n`records`: input records (bill rows for normalize; local + channel rows otherwise). Peak RSS: the "
           "whole process tree (JVM included), the largest of the runs.")
-    for base, name in (("spark-join", "plain Spark join"), ("pandas-merge", "pandas merge"),
-                       ("duckdb-join", "plain DuckDB join")):
-        ratios = [f"{medians[('reconcile', r)][0] / medians[(base, r)][0]:.1f}x at {r:,} keys"
-                  for r in sizes if ("reconcile", r) in medians and (base, r) in medians]
-        if ratios:
-            print(f"Ratio reconcile / {name}: {'; '.join(ratios)}")
+    for stage in ("reconcile", "reconcile-duckdb"):
+        for base, name in (("spark-join", "plain Spark join"), ("pandas-merge", "pandas merge"),
+                           ("duckdb-join", "plain DuckDB join")):
+            ratios = [f"{medians[(stage, r)][0] / medians[(base, r)][0]:.1f}x at {r:,} keys"
+                      for r in sizes if (stage, r) in medians and (base, r) in medians]
+            if ratios:
+                print(f"Ratio {STAGES[stage][0]} / {name}: {'; '.join(ratios)}")
     print("\nSeconds per million records (linear growth keeps this flat across scales):")
     for stage in args.stages:
         points = [(r, *medians[(stage, r)]) for r in sizes if (stage, r) in medians]
@@ -462,6 +516,10 @@ def main(argv=None) -> int:
     for s in scales.values():
         for line in sanity(s):
             print(line)
+    lines = [line for line in (agreement(s) for s in scales.values()) if line]
+    if lines:
+        print("\nEngines (the data files each engine published on the same inputs):")
+        print("\n".join(lines))
     return 0
 
 

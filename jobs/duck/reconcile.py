@@ -95,13 +95,12 @@ def _reconcile(con, storage, settings, day, available, missing, *, run_id, extra
     # -- transform -------------------------------------------------------------------------------------------
     classify(con, shared.classify_params(settings, day, available), available)
     totals = [dict(zip(("channel", "category", "side", "carried", "records", "amount", "fee", "rows"), r))
-              for r in con.execute("""
-        SELECT channel, category, side, carried, count(*), sum(amount), sum(fee), sum(CASE WHEN emits THEN 1 ELSE 0 END)
-        FROM outcomes GROUP BY ALL""").fetchall()]
+              for r in con.execute("SELECT channel, category, side, carried, records, amount, fee, rows FROM totals")
+              .fetchall()]
     shared._phase("classified every record", started)
     shared._check_not_empty(storage, settings, day, totals, local_folder, local_files)
     examples = con.execute(f"""
-        SELECT DISTINCT channel, txn_type, order_no, refund_no FROM outcomes WHERE category = '{LOCAL_DUPLICATE_KEY}'
+        SELECT DISTINCT channel, txn_type, order_no, refund_no FROM rows WHERE category = '{LOCAL_DUPLICATE_KEY}'
         ORDER BY channel, order_no, refund_no LIMIT 5""").fetchall()
     if examples:
         listed = "; ".join(" ".join(r).strip() for r in examples)
@@ -291,7 +290,7 @@ def _discrepancies_sql(d: str) -> str:
     first_rejected = """SELECT channel AS rch, order_no AS rord, min({'f': source_file, 'l': source_line, 'r': reason}) AS rej
         FROM rejects WHERE coalesce(order_no, '') <> '' GROUP BY channel, order_no"""
     listed = f"""
-        SELECT o.*, {_shown()}, fr.rej FROM outcomes o
+        SELECT o.*, {_shown()}, fr.rej FROM rows o
         LEFT JOIN ({first_rejected}) fr ON fr.rch = o.channel AND fr.rord = o.order_no
         WHERE emits"""
     rows = f"""
@@ -321,7 +320,7 @@ def _corrections_sql(d: str) -> str:
                    CASE WHEN side = 'CHANNEL' THEN amount END AS amount,
                    CASE WHEN side = 'CHANNEL' THEN channel_txn_id END AS channel_txn_id,
                    sha256(concat_ws('|', channel, txn_type, order_no, refund_no, {action})) AS idempotency_key
-            FROM outcomes WHERE emits AND category IN {cats})
+            FROM rows WHERE emits AND category IN {cats})
         WHERE idempotency_key NOT IN (SELECT idempotency_key FROM already WHERE idempotency_key IS NOT NULL)"""
 
 
@@ -335,5 +334,5 @@ def _closing_sql(d: str, scope: str) -> str:
                           for c in OPEN_ITEM_COLUMNS)
     return f"""
         SELECT side, first_seen, age_days, category AS carried_as, {columns}, created_at, paid_at
-        FROM outcomes WHERE category IN {cats}
+        FROM rows WHERE category IN {cats}
         UNION ALL SELECT {held_cols} FROM open_in WHERE channel NOT IN {scope}"""
