@@ -46,7 +46,7 @@ class Settings:
     fixes: dict = field(default_factory=dict)  # where apply-fixes writes: the order database or a webhook
     # [engine]: kind ("spark" or "duckdb"), compare_with (the other engine, or ""), and DuckDB's memory_limit,
     # threads and spill_dir (recon.config.parse_engine)
-    engine: dict = field(default_factory=lambda: {"kind": "spark", "compare_with": ""})
+    engine: dict = field(default_factory=lambda: {"kind": "auto", "compare_with": ""})
 
     def channel(self, name: str) -> ChannelSettings:
         try:

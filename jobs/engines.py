@@ -24,13 +24,27 @@ DATA_FILES = ("discrepancies.csv", "corrections.csv", "open_items.csv")
 VOLATILE = ("run_id", "timings", "engine")  # summary.json keys that name the run, not the result
 
 
+def engine_kind(settings: Settings) -> str:
+    """The engine that reconciles: ``[engine] kind`` (or ``--engine``); ``auto`` (the default) is DuckDB on one
+    machine, a local root and a local Spark master (or none), and Spark otherwise: an hdfs:// root, a cluster
+    master, and every run under spark-submit (jobs/run.py)."""
+    kind = settings.engine.get("kind", "auto")
+    if kind != "auto":
+        return kind
+    master = settings.spark.get("spark.master", "local[*]")
+    local_root = settings.root.startswith("file:")
+    return "duckdb" if local_root and master.startswith("local") else "spark"
+
+
 def reconcile(settings: Settings, storage: Storage, day: dt.date, channels: list[str], *, run_id: str,
               extra: dict, not_ready: list[str], spark_factory: Callable | None = None) -> dict:
     """Reconcile and publish D with the configured engine (then cross-check it); returns the summary."""
-    kind = settings.engine.get("kind", "spark")
+    kind = engine_kind(settings)
     summary = _run(kind, settings, storage, day, channels, run_id=run_id, extra=extra, not_ready=not_ready,
                    spark_factory=spark_factory)
     other = settings.engine.get("compare_with", "")
+    if other == "other":
+        other = "spark" if kind == "duckdb" else "duckdb"
     if other and other != kind and _can_run(other, storage):
         _cross_check(other, settings, storage, day, channels, run_id=run_id, extra=extra, not_ready=not_ready,
                      spark_factory=spark_factory)

@@ -291,6 +291,11 @@ def _of_the_day(df, day: dt.date, margin_minutes: int | None):
 MAX_FILES_NAMED = 5
 
 
+def _uri(path: str) -> str:
+    """A file path as Spark gives it (``file:/x``) as Storage writes it (``file:///x``)."""
+    return "file://" + path[len("file:"):] if path.startswith("file:/") and not path.startswith("file://") else path
+
+
 def out_of_day_error(spark, storage: Storage, settings_local_orders: dict, day: dt.date,
                      margin_minutes: int) -> ReconError:
     """The IntegrityError (exit 4) for an export holding records of another day: per file, how many rows lie
@@ -313,7 +318,9 @@ def out_of_day_error(spark, storage: Storage, settings_local_orders: dict, day: 
 
 def out_of_day_message(storage: Storage, folder: str, day: dt.date, margin_minutes: int, rows) -> ReconError:
     """The IntegrityError of ``out_of_day_error`` from its per-file rows (``FILE_COLUMN``, rows, bad, first
-    (order_no, when), earliest, latest; files with bad rows only, sorted by file): both engines' words."""
+    (order_no, when), earliest, latest; files with bad rows only, sorted by file): both engines' words. A file
+    is named as Storage names it (Spark's ``file:/x`` is ``file:///x``)."""
+    rows = [dict(r.asDict() if hasattr(r, "asDict") else r, **{FILE_COLUMN: _uri(r[FILE_COLUMN])}) for r in rows]
     first, end = time_bounds(day, margin_minutes)
     d = day.isoformat()
     if not rows:  # the export changed between the two reads

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="only this channel (repeatable); default: every configured channel")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         p.add_argument("--engine", choices=("spark", "duckdb"),
-                       help="the engine that reconciles (default: [engine] kind in the conf, else spark)")
+                       help="the engine that reconciles (default: [engine] kind in the conf; auto: DuckDB for a "
+                            "local root and Spark master, Spark for a cluster or hdfs://)")
 
     for name, text in (("run", "download, normalize and reconcile one date"),
                        ("download", "only fetch the statements into raw/"),
@@ -78,15 +79,16 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
-    """Entry point; returns the exit status (the console script exits with it)."""
+def main(argv: list[str] | None = None, *, spark_factory=None, engine: str | None = None) -> int:
+    """Entry point; returns the exit status (the console script exits with it). ``engine``: the engine when
+    neither ``--engine`` nor the conf names one (spark-submit's jobs/run.py passes "spark")."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad arguments (2)
         return int(exc.code or 0)
     _setup_logging(args.verbose)
     try:
-        return _dispatch(args, spark_factory)
+        return _dispatch(args, spark_factory, engine)
     except ReconError as exc:
         print(f"recon: error (exit {exc.exit_code}): {exc.describe()}", file=sys.stderr)
         return exc.exit_code
@@ -100,14 +102,15 @@ def main(argv: list[str] | None = None, *, spark_factory=None) -> int:
         return error.exit_code
 
 
-def _dispatch(args, spark_factory) -> int:
+def _dispatch(args, spark_factory, engine: str | None = None) -> int:
     from recon.lock import run_lock
 
     settings = load_settings(args.conf)
-    if getattr(args, "engine", None):
+    chosen = getattr(args, "engine", None) or (engine if settings.engine.get("kind", "auto") == "auto" else None)
+    if chosen:
         import dataclasses
 
-        settings = dataclasses.replace(settings, engine={**settings.engine, "kind": args.engine})
+        settings = dataclasses.replace(settings, engine={**settings.engine, "kind": chosen})
     if args.command == "report":
         return _report(settings, args)
     with run_lock(settings.work_dir, settings.root, what=f"recon {args.command}"):

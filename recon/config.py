@@ -172,20 +172,21 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.
 
 
 def parse_engine(raw: dict, path: Path | None) -> dict:
-    """The ``[engine]`` table: which engine reconciles, and DuckDB's resources.
+    """The ``[engine]`` table: which engine reconciles (``auto``: jobs.engines.engine_kind), the cross-check by
+    the other one, and DuckDB's resources.
 
     ``RECON_ENGINE_COMPARE_WITH`` in the environment overrides ``compare_with`` (the test suite sets it, so every
     end-to-end run is cross-checked by the other engine).
     """
     where = str(path) if path else None
     _check_keys(raw, {"kind", "compare_with", "memory_limit", "threads", "spill_dir"}, "engine", path or Path("?"))
-    kind = raw.get("kind", "spark")
-    if kind not in ENGINES:
-        raise ConfigError(f"engine.kind must be one of {', '.join(ENGINES)}, got {kind!r}", file=where)
+    kind = raw.get("kind", "auto")
+    if kind not in ("auto", *ENGINES):
+        raise ConfigError(f"engine.kind must be auto, {' or '.join(ENGINES)}, got {kind!r}", file=where)
     other = os.environ.get("RECON_ENGINE_COMPARE_WITH", raw.get("compare_with", ""))
-    if other not in ("", *ENGINES):
-        raise ConfigError(f"engine.compare_with must be \"\" or one of {', '.join(ENGINES)}, got {other!r}",
-                          file=where)
+    if other not in ("", "other", *ENGINES):
+        raise ConfigError(f"engine.compare_with must be \"\", \"other\" or one of {', '.join(ENGINES)}, got "
+                          f"{other!r}", file=where)
     out = {"kind": kind, "compare_with": other}
     memory = raw.get("memory_limit")
     if memory is not None:

@@ -11,9 +11,9 @@ import pytest
 from tests.hadoop.fixtures import file_reference, hadoop, spark_jars_on_hdfs  # noqa: F401  (a real HDFS and YARN)
 from tests.pg_fixtures import pg_db, postgres  # noqa: F401  (a real PostgreSQL for the database tests)
 
-# Every reconcile the tests run is cross-checked by the other engine (jobs/engines.py): the Spark result must be
-# byte-identical to DuckDB's on the same inputs, or the run fails (exit 4) naming the file and line.
-os.environ.setdefault("RECON_ENGINE_COMPARE_WITH", "duckdb")
+# Every reconcile the tests run is cross-checked by the other engine (jobs/engines.py): the published result must be
+# byte-identical to the other engine's on the same inputs, or the run fails (exit 4) naming the file and line.
+os.environ.setdefault("RECON_ENGINE_COMPARE_WITH", "other")
 
 DAY1 = dt.date(2026, 11, 20)
 DAY2 = dt.date(2026, 11, 21)

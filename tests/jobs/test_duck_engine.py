@@ -1,0 +1,130 @@
+"""The DuckDB engine itself: choosing it, its limits, its memory and spill, and the cross-check that holds it to
+Spark's bytes (every end-to-end test runs it too: tests/conftest.py sets RECON_ENGINE_COMPARE_WITH)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError, IntegrityError
+from jobs.engines import comparable, engine_kind
+from recon.config import load_settings, parse_engine
+from tests.conftest import DAY1, DAY2, run_cli
+
+DATA_FILES = ("discrepancies.csv", "corrections.csv", "open_items.csv")
+
+
+def _with_engine(conf: Path, table: str) -> None:
+    conf.write_text(conf.read_text("utf-8") + "\n[engine]\n" + table + "\n", "utf-8")
+
+
+def test_auto_is_duckdb_on_one_machine_and_spark_for_a_cluster_or_hdfs(demo_dir):
+    settings = load_settings(demo_dir / "conf" / "pipeline.toml")
+    assert settings.engine["kind"] == "auto" and engine_kind(settings) == "duckdb"
+    cluster = dataclasses.replace(settings, spark={**settings.spark, "spark.master": "spark://master:7077"})
+    assert engine_kind(cluster) == "spark"
+    assert engine_kind(dataclasses.replace(settings, root="hdfs://nn:8020/recon")) == "spark"
+    chosen = dataclasses.replace(settings, engine={**settings.engine, "kind": "spark"})
+    assert engine_kind(chosen) == "spark"
+
+
+@pytest.mark.parametrize("table, words", [
+    ({"kind": "polars"}, "engine.kind must be auto, spark or duckdb"),
+    ({"memory_limit": "lots"}, "engine.memory_limit must be a size"),
+    ({"threads": 0}, "engine.threads must be an integer"),
+    ({"compare_with": "pandas"}, "engine.compare_with must be"),
+    ({"spill": "/tmp"}, "unknown key"),
+])
+def test_a_bad_engine_table_is_a_configuration_error(table, words, monkeypatch):
+    monkeypatch.delenv("RECON_ENGINE_COMPARE_WITH", raising=False)
+    with pytest.raises(ConfigError) as err:
+        parse_engine(table, Path("/etc/recon/pipeline.toml"))
+    assert words in err.value.message
+
+
+def test_duckdb_refuses_an_hdfs_root_naming_the_spark_engine():
+    from core.storage import Storage
+    from jobs.duck.read import local_file
+
+    class Remote(Storage):  # a root whose filesystem is not local, without reaching a NameNode
+        def __init__(self):
+            import pyarrow.fs as pafs
+
+            self.root_uri, self.fs, self.base = "hdfs://nn:8020/recon", pafs.PyFileSystem(pafs.FSSpecHandler(
+                __import__("fsspec").filesystem("memory"))), "/recon"
+
+    with pytest.raises(ConfigError) as err:
+        local_file(Remote(), "recon")
+    assert "hdfs://nn:8020/recon" in err.value.message and 'kind = "spark"' in err.value.hint
+
+
+def test_the_memory_limit_threads_and_spill_folder_come_from_the_conf(tmp_path, spark, monkeypatch):
+    """Both engines on a 3,000-order day; DuckDB again with the conf's limits (100 MB, one thread, a spill
+    folder): the same bytes. (That a day far larger than the limit spills and completes is measured by
+    `make bench`: BENCHMARKS.md, 1M keys in 100 MB.)"""
+    from recon.demo import Demo
+
+    monkeypatch.setenv("RECON_ENGINE_COMPARE_WITH", "")
+    out = tmp_path / "demo"
+    Demo(DAY1, 1, orders_per_day=3000).build().write(out)
+    conf = out / "conf" / "pipeline.toml"
+    assert run_cli("run", "--conf", str(conf), "--date", DAY1.isoformat(), "--engine", "spark", spark=spark) == 0
+    recon = out / "root" / "recon" / DAY1.isoformat()
+    spark_files = {n: (recon / n).read_bytes() for n in DATA_FILES}
+    spark_summary = comparable(json.loads((recon / "summary.json").read_text("utf-8")))
+    spill = tmp_path / "spill"
+    _with_engine(conf, f'memory_limit = "100MB"\nthreads = 1\nspill_dir = "{spill}"')
+    assert run_cli("reconcile", "--conf", str(conf), "--date", DAY1.isoformat(), "--engine", "duckdb") == 0
+    assert {n: (recon / n).read_bytes() for n in DATA_FILES} == spark_files
+    summary = json.loads((recon / "summary.json").read_text("utf-8"))
+    assert summary["engine"] == "duckdb" and comparable(summary) == spark_summary
+    assert spill.is_dir()
+
+
+def test_the_cross_check_fails_the_date_when_the_engines_disagree(demo_dir, spark, monkeypatch):
+    """A difference between the engines is exit 4 naming the file and its first differing line; the published
+    result (DuckDB's here) stays."""
+    import jobs.duck.reconcile as duck
+
+    conf = demo_dir / "conf" / "pipeline.toml"
+    monkeypatch.setenv("RECON_ENGINE_COMPARE_WITH", "spark")
+    assert run_cli("run", "--conf", str(conf), "--date", DAY1.isoformat(), "--engine", "duckdb", spark=spark) == 0
+    recon = demo_dir / "root" / "recon" / DAY1.isoformat()
+    published = (recon / "discrepancies.csv").read_bytes()
+    note = duck._note
+    monkeypatch.setattr(duck, "_note", lambda: note().replace("'no local record'", "'no local record!'"))
+    assert run_cli("reconcile", "--conf", str(conf), "--date", DAY1.isoformat(), "--engine", "duckdb",
+                   spark=spark) == 4
+    changed = (recon / "discrepancies.csv").read_bytes()
+    assert changed != published and b"no local record!" in changed  # published by DuckDB, refused by the check
+    assert not [p for p in recon.parent.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_spark_xxhash64_in_python_equals_spark(spark):
+    from pyspark.sql import functions as F
+
+    from jobs.sparkhash import content_digest, xxhash64
+
+    rows = [("a", "", "12.30"), ("订单-2026-11-20-000123", "x" * 100, "-0.01"), ("", "", "")]
+    df = spark.createDataFrame(rows, "a string, b string, c string")
+    assert [r[0] for r in df.select(F.xxhash64("a", "b", "c")).collect()] == [xxhash64(*r) for r in rows]
+    assert [r[0] for r in df.select(F.xxhash64("a")).collect()] == [xxhash64(r[0]) for r in rows]
+    digest = df.agg(F.sum(F.xxhash64("a", "b", "c").cast("decimal(20,0)")).cast("string")).first()[0]
+    assert content_digest(rows) == digest and content_digest([]) is None
+
+
+def test_an_export_of_another_day_is_refused_by_duckdb_in_the_words_of_spark(demo_dir, spark, monkeypatch, caplog):
+    """The export's checks are shared: the same exit status and message from both engines."""
+    monkeypatch.setenv("RECON_ENGINE_COMPARE_WITH", "")
+    local = demo_dir / "root" / "local"
+    (local / DAY1.isoformat() / "orders.csv").write_bytes((local / DAY2.isoformat() / "orders.csv").read_bytes())
+    conf = str(demo_dir / "conf" / "pipeline.toml")
+    messages = {}
+    for engine in ("spark", "duckdb"):
+        caplog.clear()
+        assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), "--engine", engine, spark=spark) == 4
+        messages[engine] = [r.getMessage() for r in caplog.records if "of another day" in r.getMessage()]
+    assert messages["spark"] and messages["spark"] == messages["duckdb"]
