@@ -64,10 +64,11 @@ def _empty(types: dict[str, str]) -> str:
 
 def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: dict[str, str], *, what: str,
                      hint: str, date: str | None = None, channel: str | None = None, casts: dict | None = None,
-                     with_file: bool = False) -> None:
+                     with_file: bool = False, read_hint: str | None = "") -> None:
     """Table ``name`` with ``types``' columns (in that order) of the CSV files ``paths`` (relative to the root),
     matched by header name. ``casts``: column -> SQL of the text column ``v`` instead of a plain cast.
-    ``with_file`` adds ``recon_file``, the file's URI (what the export checks name)."""
+    ``with_file`` adds ``recon_file``, the file's URI (what the export checks name). ``read_hint``: what to do
+    when a file cannot be parsed (default ``hint``; None: by the kind of file, as jobs/read_errors.py says)."""
     groups = inputs.group_by_header(storage, paths, list(types), what=what, hint=hint, date=date, channel=channel)
     selects = []
     for header, uris in groups.items():
@@ -83,20 +84,32 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
                    f"SELECT *, CAST(NULL AS VARCHAR) AS recon_file FROM ({_empty(types)})"]
     sql = f"CREATE OR REPLACE TABLE {name} AS " + " UNION ALL ".join(selects)
     run(con, sql, what=what, file=storage.uri(paths[0]) if len(paths) == 1 else None, date=date, channel=channel,
-        hint=hint)
+        hint=hint if read_hint == "" else read_hint, storage=storage, paths=list(paths))
 
 
-def run(con, sql: str, *, what: str, hint: str, file: str | None = None, date: str | None = None,
-        channel: str | None = None, params=None):
-    """Execute ``sql``; a DuckDB error reading an input becomes an IntegrityError naming it (exit 4)."""
+def run(con, sql: str, *, what: str, hint: str | None, file: str | None = None, date: str | None = None,
+        channel: str | None = None, params=None, storage: Storage | None = None, paths: list[str] | None = None):
+    """Execute ``sql``; a DuckDB error reading an input becomes an IntegrityError (exit 4) in the Spark path's
+    words (jobs/read_errors.py): the file, the line and the cause found by reading the file again (``paths``,
+    relative to the root), what the file is and what to do (``hint``, else by the kind of file)."""
     import duckdb
 
     try:
         return con.execute(sql, params) if params is not None else con.execute(sql)
     except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException) as exc:
+        from jobs.read_errors import _kind, find_bad_row
+
         text = str(exc).splitlines()[0][:300]
-        raise IntegrityError(f"{what} cannot be read ({text})", date=date, channel=channel, file=file,
-                             hint=hint) from None
+        for path in paths or []:
+            found = find_bad_row(storage, path)
+            if found:
+                kind = _kind(path)
+                raise IntegrityError(f"{kind['what']} cannot be read: {found[1]}", line=found[0], date=date,
+                                     channel=channel or kind.get("channel"), file=storage.uri(path),
+                                     hint=hint or kind["hint"]) from None
+        kind = _kind(paths[0]) if paths and len(paths) == 1 else {"what": what, "hint": hint or ""}
+        raise IntegrityError(f"{kind['what']} cannot be read ({text})", date=date, channel=channel, file=file,
+                             hint=hint or kind["hint"]) from None
 
 
 def _relative(storage: Storage, uri: str) -> str:
@@ -121,7 +134,7 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
             continue
         part = f"{name}_{len(selects)}"
         create_csv_table(con, storage, part, inputs.data_files(storage, folder), STANDARD_TYPES,
-                         what="a standard file", date=d.isoformat(), channel=ch,
+                         what="a standard file", date=d.isoformat(), channel=ch, read_hint=None,
                          hint=f"standard files are written by `recon normalize`: re-run it for channel {ch} "
                               f"and date {d}")
         selects.append(f"SELECT * FROM {part}")
@@ -131,15 +144,9 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
     con.execute(f"CREATE OR REPLACE TABLE {name} AS " + (" UNION ALL ".join(selects) or _empty(STANDARD_TYPES)))
 
 
-EXACT = f"^{CENTS_PATTERN}$"
-
-
 def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str) -> list[str]:
-    """Table ``name``: D's export (LocalRecord columns and ``recon_file``); returns the files' paths.
-
-    A CSV amount that is not a plain decimal exact to the cent fails with the order, the file and the value
-    when it looks like a number (it could otherwise be a card number shifted into the column): the message
-    of the Spark path (``jobs.local_orders._exact_amounts``)."""
+    """Table ``name``: D's export as read (LocalRecord columns, ``amount`` as text for a CSV export, and
+    ``recon_file``, the file's URI); returns the files' paths. ``check_local_export`` checks it."""
     from jobs.local_orders import local_export_files
 
     folder, names = local_export_files(storage, day)
@@ -153,27 +160,36 @@ def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date
         run(con, f"CREATE OR REPLACE TABLE {name} AS SELECT {cols}, 'file://' || filename AS recon_file "
                  f"FROM read_parquet({_list(files)}, filename = true)", what=what, hint=hint, date=d)
         return paths
-    text = {**LOCAL_TYPES, "amount": "VARCHAR"}
-    create_csv_table(con, storage, f"{name}_text", paths, text, what=what, hint=hint, date=d, with_file=True)
-    bad = con.execute(f"""
-        SELECT order_no, refund_no, channel, recon_file, amount FROM {name}_text
-        WHERE amount IS NULL OR NOT regexp_full_match(amount, ?) LIMIT 1""", [EXACT[1:-1]]).fetchone()
-    if bad is not None:
-        from jobs.local_orders import MAX_DIGITS_SHOWN
-        import re
-
-        order, refund, channel, file, amount = bad
-        digits = len(re.sub(r"[^0-9]", "", amount or ""))
-        shown = ("empty" if amount is None else f"'{amount}'"
-                 if re.fullmatch(r"[0-9.,eE+ -]{1,24}", amount) and digits <= MAX_DIGITS_SHOWN
-                 else f"of {len(amount)} characters, not shown,")
-        raise IntegrityError(f"local order {order or '?'} {refund or ''} (channel {channel or '?'}, date {d}) in "
-                             f"{file}: amount {shown} is not a decimal exact to the cent (like 12.30); fix the "
-                             f"order system's export and re-run", date=d, file=file, hint=hint)
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * REPLACE (CAST(amount AS {MONEY}) AS amount) "
-                f"FROM {name}_text")
-    con.execute(f"DROP TABLE {name}_text")
+    create_csv_table(con, storage, name, paths, {**LOCAL_TYPES, "amount": "VARCHAR"}, what=what, hint=hint, date=d,
+                     with_file=True)
     return paths
+
+
+def check_amounts(con, name: str, day: dt.date, hint: str) -> None:
+    """An export's amount that is not a plain decimal exact to the cent fails with the order, the file and the
+    value when it looks like a number (it could otherwise be a card number shifted into the column): the
+    words of the Spark path (``jobs.local_orders._exact_amounts``). DuckDB, like Spark, would otherwise round
+    12.345 to 12.35 without a word."""
+    import re
+
+    from jobs.local_orders import MAX_DIGITS_SHOWN
+
+    if con.execute(f"SELECT typeof(amount) FROM {name} LIMIT 1").fetchone() in (None, (MONEY,)):
+        return  # Parquet: typed by its writer
+    bad = con.execute(f"""
+        SELECT order_no, refund_no, channel, recon_file, amount FROM {name}
+        WHERE amount IS NULL OR NOT regexp_full_match(amount, ?) LIMIT 1""", [CENTS_PATTERN]).fetchone()
+    if bad is None:
+        return
+    d = day.isoformat()
+    order, refund, channel, file, amount = bad
+    digits = len(re.sub(r"[^0-9]", "", amount or ""))
+    shown = ("empty" if amount is None else f"'{amount}'"
+             if re.fullmatch(r"[0-9.,eE+ -]{1,24}", amount) and digits <= MAX_DIGITS_SHOWN
+             else f"of {len(amount)} characters, not shown,")
+    raise IntegrityError(f"local order {order or '?'} {refund or ''} (channel {channel or '?'}, date {d}) in "
+                         f"{file}: amount {shown} is not a decimal exact to the cent (like 12.30); fix the "
+                         f"order system's export and re-run", date=d, file=file, hint=hint)
 
 
 def create_open_items(con, storage: Storage, name: str, path: str | None, *, what: str, date: str,

@@ -173,6 +173,7 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
         load_local_pg(con, cfg, day, settings.timezone, table="local_in")
         return local_dir(day), []
     paths = read.create_local_export(con, storage, "local_in", cfg.get("format", "csv"), day, EXPORT_HINT)
+    read.check_amounts(con, "local_in", day, EXPORT_HINT)
     margin = shared.local_margin(settings)
     first, end = time_bounds(day, margin)
     when = "coalesce(nullif(paid_at, ''), nullif(created_at, ''))"
@@ -188,7 +189,6 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
         keys = (FILE_COLUMN, "rows", "bad", "first", "earliest", "latest")
         raise out_of_day_message(storage, posixpath.dirname(paths[0]), day, margin,
                                  [dict(zip(keys, r)) for r in rows])
-    con.execute("ALTER TABLE local_in DROP COLUMN recon_file")
     return posixpath.dirname(paths[0]), [posixpath.basename(p) for p in paths]
 
 
