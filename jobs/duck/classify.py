@@ -99,41 +99,72 @@ def _t(col: str) -> str:
     return f"coalesce({col}, '')"
 
 
-def records_sql(params: ClassifyParams, available: list[str]) -> str:
-    """Every record of the date (and the lookback's SUCCESS channel records) in one narrow shape: what the
-    comparison reads, and where the rest of the record is (``src``: 0 local_in, 1 std_in, 2 open_in, 3 hist_in;
-    ``srow``: its rowid there)."""
+SRC_BITS = 40  # a record's id: its input table (0 local_in, 1 std_in, 2 open_in, 3 hist_in) << 40 | its rowid there
+SOURCES = ("local_in", "std_in", "open_in", "hist_in")
+
+
+def _rid(src: int, alias: str) -> str:
+    return f"(CAST({src << SRC_BITS} AS BIGINT) + {alias}.rowid)"
+
+
+def _rank(side: str, ok: str, carried: str) -> str:
+    """PRIMARY_ORDER's rank (jobs.rules.rank) of a record with SQL ``side``, ``ok`` (SUCCESS) and ``carried``."""
+    side_rank = "CASE " + " ".join(f"WHEN {side} = {lit(n)} THEN {r * 2}" for n, r in SIDE_RANK.items()) + " ELSE 2 END"
+    return f"({side_rank} + CASE WHEN ({side} = 'CHANNEL' AND {ok}) OR ({side} <> 'CHANNEL' AND {carried}) THEN 0 ELSE 1 END)"
+
+
+def create_views(con, params: ClassifyParams, available: list[str]) -> None:
+    """The records of the date as views over the input tables, one per side (nothing is copied):
+    ``crec`` the channel side (today's statements and carried channel items), ``lrec`` the local side (today's
+    export and carried local items), ``held`` the export's records of channels not reconciled in this run and
+    ``hrec`` the lookback's SUCCESS channel records (order facts only). A record's ``rid`` finds it again."""
     d = lit(params.day)
     scope = _in(available) if available else "('')"
-    local = f"""
-        SELECT CASE WHEN channel IN {scope} THEN 'LOCAL' ELSE 'HELD' END AS side,
-               {_t('channel')} AS channel, {_t('txn_type')} AS txn_type, {_t('order_no')} AS order_no,
-               {_t('refund_no')} AS refund_no, {_t('status')} AS status, {_t('currency')} AS currency,
-               CAST(amount AS {MONEY}) AS amount, CAST(NULL AS {MONEY}) AS fee, CAST(NULL AS {MONEY}) AS coupon_amount,
-               '' AS channel_refund_id, CAST(NULL AS BIGINT) AS source_line, CAST(NULL AS BIGINT) AS fid,
-               coalesce(nullif(paid_at, ''), created_at, '') AS time, {d} AS first_seen, false AS carried,
-               '' AS carried_as, 0 AS src, rowid AS srow
-        FROM local_in"""
-    channel = f"""
-        SELECT 'CHANNEL', {_t('s.channel')}, {_t('txn_type')}, {_t('order_no')}, {_t('refund_no')},
-               {_t('status')}, {_t('currency')}, amount, fee, coupon_amount, {_t('channel_refund_id')},
-               source_line, f.fid, {_t('txn_time')}, {d}, false, '', 1, s.rowid
-        FROM std_in s JOIN fids f ON f.source_file = coalesce(s.source_file, '')"""
-    carried = f"""
-        SELECT {_t('side')}, {_t('o.channel')}, {_t('txn_type')}, {_t('order_no')}, {_t('refund_no')},
-               {_t('status')}, {_t('currency')}, amount, fee, coupon_amount, {_t('channel_refund_id')},
-               source_line, f.fid,
-               CASE WHEN side = 'LOCAL' THEN coalesce(nullif(paid_at, ''), created_at) ELSE txn_time END,
-               {_t('first_seen')}, true, coalesce(nullif(carried_as, ''), 'PENDING_CUTOFF'), 2, o.rowid
-        FROM open_in o JOIN fids f ON f.source_file = coalesce(o.source_file, '')
-        WHERE o.channel IN {scope}"""
-    history = f"""
-        SELECT 'HISTORY', {_t('h.channel')}, {_t('txn_type')}, {_t('order_no')}, {_t('refund_no')},
-               {_t('status')}, {_t('currency')}, amount, fee, coupon_amount, {_t('channel_refund_id')},
-               source_line, f.fid, {_t('txn_time')}, '', false, '', 3, h.rowid
-        FROM hist_in h JOIN fids f ON f.source_file = coalesce(h.source_file, '')
-        WHERE status = 'SUCCESS'"""
-    return " UNION ALL ".join((local, channel, carried, history))
+    common = ("channel", "txn_type", "order_no", "refund_no", "status", "currency")
+    files = con.execute("SELECT source_file, fid FROM fids").fetchall()
+
+    def fid(alias: str) -> str:  # the file's id: a CASE over the few statement files (a join costs more)
+        if not files or len(files) > 256:
+            return f"(SELECT f.fid FROM fids f WHERE f.source_file = coalesce({alias}.source_file, ''))"
+        return (f"CASE coalesce({alias}.source_file, '') "
+                + " ".join(f"WHEN {lit(n)} THEN {int(h)}" for n, h in files) + " END")
+
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW crec AS
+        SELECT {", ".join(f"{_t('s.' + c)} AS {c}" for c in common)}, s.amount, s.fee, s.coupon_amount,
+               {_t('s.channel_refund_id')} AS channel_refund_id, s.source_line, {fid('s')} AS fid,
+               {_t('s.txn_time')} AS time,
+               {d} AS first_seen, false AS carried, '' AS carried_as,
+               CASE WHEN s.status = 'SUCCESS' THEN 0 ELSE 1 END AS rank, {_rid(1, 's')} AS rid
+        FROM std_in s
+        UNION ALL
+        SELECT {", ".join(f"{_t('o.' + c)} AS {c}" for c in common)}, o.amount, o.fee, o.coupon_amount,
+               {_t('o.channel_refund_id')}, o.source_line, {fid('o')}, o.txn_time, {_t('o.first_seen')}, true,
+               coalesce(nullif(o.carried_as, ''), 'PENDING_CUTOFF'), CASE WHEN o.status = 'SUCCESS' THEN 0 ELSE 1 END,
+               {_rid(2, 'o')}
+        FROM open_in o WHERE o.channel IN {scope} AND o.side = 'CHANNEL'""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW lrec AS
+        SELECT {", ".join(f"{_t('l.' + c)} AS {c}" for c in common)}, CAST(l.amount AS {MONEY}) AS amount,
+               coalesce(nullif(l.paid_at, ''), l.created_at, '') AS time, {d} AS first_seen, false AS carried,
+               '' AS carried_as, 3 AS rank, {_rid(0, 'l')} AS rid, '' AS channel_refund_id,
+               CAST(NULL AS BIGINT) AS fid, CAST(NULL AS BIGINT) AS source_line
+        FROM local_in l WHERE l.channel IN {scope}
+        UNION ALL
+        SELECT {", ".join(f"{_t('o.' + c)} AS {c}" for c in common)}, o.amount,
+               coalesce(nullif(o.paid_at, ''), o.created_at), {_t('o.first_seen')}, true,
+               coalesce(nullif(o.carried_as, ''), 'PENDING_CUTOFF'), 2, {_rid(2, 'o')},
+               {_t('o.channel_refund_id')}, {fid('o')}, o.source_line
+        FROM open_in o WHERE o.channel IN {scope} AND o.side = 'LOCAL'""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW held AS
+        SELECT {_t('channel')} AS channel, CAST(amount AS {MONEY}) AS amount FROM local_in
+        WHERE channel IS NULL OR channel NOT IN {scope}""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW hrec AS
+        SELECT {", ".join(f"{_t('h.' + c)} AS {c}" for c in common)}, h.amount, {_t('h.channel_refund_id')}
+               AS channel_refund_id, h.source_line, {fid('h')} AS fid, {_t('h.txn_time')} AS time
+        FROM hist_in h WHERE h.status = 'SUCCESS'""")
 
 
 def _nulls_first(col: str, default: str) -> str:
@@ -149,10 +180,12 @@ _REFUND_ORDER = "time NULLS FIRST, refund_no, channel_refund_id NULLS FIRST, fid
 _L_FIELDS = ("rid", "status", "amount", "currency", "time", "carried", "first_seen", "carried_as")
 _C_FIELDS = (*_L_FIELDS, "fee", "coupon_amount", "channel_refund_id", "fid", "source_line")
 KEY = "channel, txn_type, order_no, refund_no"
-
-
-def _struct(fields) -> str:
-    return "{" + ", ".join(f"'{n}': {n}" for n in fields) + "}"
+_KEY_COLS = ("channel", "txn_type", "order_no", "refund_no")
+# What ``pairs`` keeps of a key only where a record of it is listed, carried or not its side's primary (``x``):
+# the rest of the pair's facts, for the rows and the extras.
+_FACTS = ("pair", "multi_channel", "paid_amount", "refunded_total", "over_refund",
+          *(f"l_{f}" for f in _L_FIELDS if f not in ("rid", "amount", "carried")),
+          *(f"c_{f}" for f in ("status", "currency", "time", "first_seen", "carried_as")))
 
 
 def classify(con, params: ClassifyParams, available: list[str]) -> None:
@@ -160,72 +193,70 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
     ``rows`` (every record that is listed, carried or an integrity problem, with its outcome) from the input
     tables (see the module docstring).
 
-    Records meet by key in one hash aggregate (``keys``: counts and the two primaries by PRIMARY_ORDER), the
-    pair is classified once per key, and only the few records that are not their side's primary (``extras``)
-    are joined back to their key; held records (a channel not reconciled) never meet anything.
+    Each side's primaries (the only record of its key on that side, nearly always; else the first by
+    PRIMARY_ORDER) meet in one hash join by key, the pair is classified once per key, and the few records that
+    are not their side's primary (``extras``) get their own category; held records never meet anything.
     """
-    rank = "CASE " + " ".join(f"WHEN side = {lit(s)} THEN {r * 2}" for s, r in SIDE_RANK.items()) + " END"
-    ok_first = "CASE WHEN (side = 'CHANNEL' AND status = 'SUCCESS') OR (side <> 'CHANNEL' AND carried) THEN 0 " \
-               "ELSE 1 END"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE rec AS SELECT *, {rank} + {ok_first} AS rank "
-                f"FROM ({records_sql(params, available)})")
-    key_cols = KEY
-    # Counts per key, and a record of each side: the primary where the side has one record (nearly all keys).
+    create_views(con, params, available)
+    for side, fields, extra in (("c", _C_FIELDS, ", count(*) FILTER (WHERE status = 'SUCCESS') AS n_ok"),
+                                ("l", _L_FIELDS, ", 0 AS n_ok")):
+        view = f"{side}rec"
+        # keys with more than one record on this side (few), their counts and their primary: found by a hash of
+        # the key first (an 8-byte group instead of four strings), then checked by the key itself
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {side}dup AS
+            WITH candidates AS (SELECT hash({KEY}) AS h FROM {view} GROUP BY h HAVING count(*) > 1)
+            SELECT {KEY}, count(*) AS n{extra}, arg_min(rid, {_SORT_KEY}) AS primary_rid
+            FROM {view} WHERE hash({KEY}) IN (SELECT h FROM candidates)
+            GROUP BY ALL HAVING count(*) > 1""")
+        cols = ", ".join(f"{f} AS {side}_{f}" for f in fields)
+        ok = "CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END" if side == "c" else "0"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW {side}prim AS
+            SELECT {KEY}, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM {view} ANTI JOIN {side}dup USING ({KEY})
+            UNION ALL
+            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in fields)}, d.n, d.n_ok
+            FROM {view} r JOIN {side}dup d ON d.primary_rid = r.rid""")
+    keys = ", ".join(f"coalesce(c.{k}, l.{k}) AS {k}" for k in _KEY_COLS)
+    on = " AND ".join(f"c.{k} = l.{k}" for k in _KEY_COLS)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE keys0 AS
-        SELECT {key_cols},
-            count(*) FILTER (WHERE side = 'CHANNEL') AS n_channel,
-            count(*) FILTER (WHERE side = 'LOCAL') AS n_local,
-            count(*) FILTER (WHERE side = 'CHANNEL' AND status = 'SUCCESS') AS n_channel_ok,
-            min(rowid) FILTER (WHERE side = 'CHANNEL') AS c_any, min(rowid) FILTER (WHERE side = 'LOCAL') AS l_any
-        FROM rec WHERE side IN ('CHANNEL', 'LOCAL') GROUP BY ALL""")
-    # The primaries of keys with more than one record on a side, by PRIMARY_ORDER.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE primaries AS
-        SELECT {key_cols},
-            arg_min(rowid, {_SORT_KEY}) FILTER (WHERE side = 'CHANNEL') AS c_rid,
-            arg_min(rowid, {_SORT_KEY}) FILTER (WHERE side = 'LOCAL') AS l_rid
-        FROM rec SEMI JOIN (SELECT {key_cols} FROM keys0 WHERE n_channel > 1 OR n_local > 1) USING ({key_cols})
-        WHERE side IN ('CHANNEL', 'LOCAL') GROUP BY ALL""")
-    c_cols = ", ".join(f"c.{f} AS c_{f}" for f in _C_FIELDS if f != "rid")
-    l_cols = ", ".join(f"l.{f} AS l_{f}" for f in _L_FIELDS if f != "rid")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE keys AS
-        WITH ids AS (
-            SELECT k.* EXCLUDE (c_any, l_any),
-                CASE WHEN n_channel > 1 THEN p.c_rid ELSE c_any END AS c_rid,
-                CASE WHEN n_local > 1 THEN p.l_rid ELSE l_any END AS l_rid
-            FROM keys0 k LEFT JOIN primaries p USING ({key_cols}))
-        SELECT ids.*, {c_cols}, {l_cols}
-        FROM ids LEFT JOIN rec c ON c.rowid = ids.c_rid LEFT JOIN rec l ON l.rowid = ids.l_rid""")
-    _order_facts(con)
-    _pairs(con, params)
+        CREATE OR REPLACE TEMP VIEW keys AS
+        SELECT {keys}, coalesce(c.n_c, 0) AS n_channel, coalesce(c.n_c_ok, 0) AS n_channel_ok,
+               coalesce(l.n_l, 0) AS n_local, {", ".join(f"c.c_{f}" for f in _C_FIELDS)},
+               {", ".join(f"l.l_{f}" for f in _L_FIELDS)}
+        FROM cprim c FULL OUTER JOIN lprim l ON {on}""")
+    _order_facts(con, len(available) > 1)
+    _pairs(con, params, len(available) > 1)
     _extras(con, params)
     _totals(con)
     _rows(con)
 
 
-def _order_facts(con) -> None:
-    """Of an order: paid (SUCCESS) at more than one channel (``multi``); for orders with a refund key, what it
-    was paid at the channel (``order_paid``) and each SUCCESS refund's running total at its channel in
-    REFUND_ORDER, peers included as Spark's ``<=`` on the refund key includes them (``refund_cum``)."""
-    at_channel = "side IN ('CHANNEL', 'HISTORY') AND status = 'SUCCESS'"
+def _order_facts(con, channels: bool) -> None:
+    """Of an order, from today's and carried SUCCESS channel records and the lookback's: paid at more than one
+    channel (``multi``; only with more than one channel), and for each SUCCESS refund at the channel
+    (``refund_facts``, by the refund's rid) what the order was paid there and the running total of its
+    refunds there in REFUND_ORDER, peers included as Spark's ``<=`` on the refund key includes them."""
+    cols = "channel, txn_type, order_no, refund_no, amount, time, channel_refund_id, fid, source_line"
+    facts = f"SELECT rid, {cols} FROM crec WHERE status = 'SUCCESS' UNION ALL SELECT NULL, {cols} FROM hrec"
+    multi = (f"SELECT order_no FROM ({facts}) WHERE txn_type = 'PAYMENT' GROUP BY order_no "
+             f"HAVING min(channel) <> max(channel)") if channels else \
+        "SELECT CAST(NULL AS VARCHAR) AS order_no WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE multi AS {multi}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE refund_fact_rows AS SELECT * FROM ({facts}) WHERE txn_type = 'REFUND'")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE multi AS SELECT order_no FROM rec
-        WHERE {at_channel} AND txn_type = 'PAYMENT' GROUP BY order_no HAVING min(channel) <> max(channel)""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE refunded AS
-        SELECT DISTINCT order_no, channel FROM keys WHERE txn_type = 'REFUND' AND n_channel > 0""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE order_paid AS
-        SELECT r.order_no, r.channel, max(r.amount) AS paid FROM rec r SEMI JOIN refunded f
-            ON f.order_no = r.order_no AND f.channel = r.channel
-        WHERE {at_channel} AND txn_type = 'PAYMENT' GROUP BY r.order_no, r.channel""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE refund_cum AS
-        SELECT DISTINCT channel, order_no, refund_no, time, channel_refund_id, fid, source_line, cum FROM (
-            SELECT *, sum(amount) OVER (PARTITION BY order_no, channel ORDER BY {_REFUND_ORDER}) AS cum FROM rec
-            WHERE {at_channel} AND txn_type = 'REFUND')""")
+        CREATE OR REPLACE TEMP TABLE refund_facts AS
+        WITH paid AS (
+            SELECT p.order_no, p.channel, max(p.amount) AS paid FROM ({facts}) p
+            SEMI JOIN (SELECT DISTINCT order_no, channel FROM refund_fact_rows) r
+                ON r.order_no = p.order_no AND r.channel = p.channel
+            WHERE p.txn_type = 'PAYMENT' GROUP BY p.order_no, p.channel),
+        running AS (
+            SELECT rid, order_no, channel,
+                   sum(amount) OVER (PARTITION BY order_no, channel ORDER BY {_REFUND_ORDER}) AS cum
+            FROM refund_fact_rows)
+        SELECT r.rid, r.cum, p.paid FROM running r LEFT JOIN paid p USING (order_no, channel)
+        WHERE r.rid IS NOT NULL""")
 
 
 def _record_category(params: ClassifyParams, *, held: str, local_extra: str, channel_extra: str, ok: str) -> str:
@@ -275,7 +306,7 @@ def _listed(category: str) -> str:
     return f"{category} NOT IN ('MATCHED', 'LOCAL_DUPLICATE_KEY', 'NOT_RECONCILED')"
 
 
-def _pairs(con, params: ClassifyParams) -> None:
+def _pairs(con, params: ClassifyParams, channels: bool) -> None:
     """``pairs``: per key, the pair's outcome (jobs.rules.PAIR), the primaries' category and age, whether a
     carried break stays open, and whether each primary carries a row."""
     d = lit(params.day)
@@ -297,27 +328,29 @@ def _pairs(con, params: ClassifyParams) -> None:
         CREATE OR REPLACE TEMP TABLE pairs AS
         WITH priced AS (SELECT *, {expected_fee(params, 'c_amount', 'c_coupon_amount')} AS c_expected_fee FROM keys),
         facts AS (
-            SELECT k.*, m.order_no IS NOT NULL AS multi_channel,
-                CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN q.paid END AS paid_amount,
-                CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN coalesce(r.cum, 0) END AS refunded_total
+            SELECT k.*, {"m.order_no IS NOT NULL" if channels else "false"} AS multi_channel,
+                CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN f.paid END AS paid_amount,
+                CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN coalesce(f.cum, 0) END AS refunded_total
             FROM priced k
-            LEFT JOIN multi m ON m.order_no = k.order_no
-            LEFT JOIN order_paid q ON k.txn_type = 'REFUND' AND q.order_no = k.order_no AND q.channel = k.channel
-            LEFT JOIN refund_cum r ON k.txn_type = 'REFUND' AND r.channel = k.channel AND r.order_no = k.order_no
-                AND r.refund_no = k.refund_no AND r.time = k.c_time AND r.channel_refund_id = k.c_channel_refund_id
-                AND r.fid = k.c_fid AND r.source_line = k.c_source_line),
+            {"LEFT JOIN multi m ON m.order_no = k.order_no" if channels else ""}
+            LEFT JOIN refund_facts f ON f.rid = k.c_rid),
         refunds AS (
             SELECT *, coalesce(txn_type = 'REFUND' AND c_status = 'SUCCESS' AND paid_amount IS NOT NULL
                                AND refunded_total > paid_amount, false) AS over_refund FROM facts),
         paired AS (SELECT *, {compiled(PAIR, facts)} AS pair FROM refunds),
         categorized AS (
             SELECT *, {category} AS category, CAST({age} AS INTEGER) AS age_days,
-                   coalesce({_is_one_sided()} AND {_carried_break()}, false) AS still_open FROM paired)
-        SELECT *,
-            {_listed('category')} AND NOT still_open AS emits_c,
-            {_listed('category')} AND NOT still_open AND n_channel = 0 AS emits_l,
-            CASE WHEN category = 'FEE_MISMATCH' THEN c_expected_fee END AS expected_fee
-        FROM categorized""")
+                   coalesce({_is_one_sided()} AND {_carried_break()}, false) AS still_open FROM paired),
+        emitting AS (
+            SELECT *, {_listed('category')} AND NOT still_open AS emits_c,
+                   {_listed('category')} AND NOT still_open AND n_channel = 0 AS emits_l FROM categorized)
+        SELECT {KEY}, n_channel, n_local, n_channel_ok, c_rid, l_rid, c_carried, c_amount, c_fee, l_carried,
+               l_amount, category, age_days, emits_c, emits_l,
+               CASE WHEN emits_c OR emits_l OR category IN {_in(('PENDING_CUTOFF', *BREAKS))} OR n_channel > 1
+                         OR n_local > 1
+                    THEN {{{", ".join(f"'{f}': {f}" for f in _FACTS)},
+                           'expected_fee': CASE WHEN category = 'FEE_MISMATCH' THEN c_expected_fee END}} END AS x
+        FROM emitting""")
 
 
 def _extras(con, params: ClassifyParams) -> None:
@@ -327,14 +360,24 @@ def _extras(con, params: ClassifyParams) -> None:
     d = lit(params.day)
     category = _record_category(params, held="false", local_extra="side <> 'CHANNEL'",
                                 channel_extra="side = 'CHANNEL'", ok="status = 'SUCCESS'")
+    pair_facts = ", ".join([f"p.{k}" for k in (*_KEY_COLS, "n_channel", "n_local", "n_channel_ok", "c_rid", "l_rid",
+                                                "c_carried", "c_amount", "l_carried", "l_amount")]
+                           + [f"p.x.{f} AS {f}" for f in (*_FACTS, "expected_fee")])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE extras AS
         WITH extra AS (
-            SELECT r.*, r.rowid AS rid, p.* EXCLUDE ({KEY})
-            FROM rec r JOIN (SELECT * FROM pairs WHERE n_channel > 1 OR n_local > 1) p USING ({KEY})
-            WHERE r.side IN ('CHANNEL', 'LOCAL') AND r.rowid <> coalesce(p.c_rid, -1)
-                AND r.rowid <> coalesce(p.l_rid, -1))
-        SELECT * EXCLUDE (pair, category, age_days), {category} AS category,
+            SELECT 'CHANNEL' AS side, r.rid, r.status, r.amount, r.fee, r.carried, r.first_seen, {pair_facts}
+            FROM crec r JOIN cdup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
+                AND d.refund_no = r.refund_no AND r.rid <> d.primary_rid
+            JOIN pairs p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
+                AND p.refund_no = r.refund_no
+            UNION ALL BY NAME
+            SELECT 'LOCAL' AS side, r.rid, r.status, r.amount, NULL AS fee, r.carried, r.first_seen, {pair_facts}
+            FROM lrec r JOIN ldup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
+                AND d.refund_no = r.refund_no AND r.rid <> d.primary_rid
+            JOIN pairs p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
+                AND p.refund_no = r.refund_no)
+        SELECT * EXCLUDE (pair), {category} AS category,
                CAST(datediff('day', TRY_CAST(first_seen AS DATE), DATE {d}) AS INTEGER) AS age_days
         FROM extra""")
 
@@ -349,41 +392,55 @@ def _totals(con) -> None:
             SELECT channel, category, 'CHANNEL' AS side, c_carried AS carried, c_amount AS amount, c_fee AS fee,
                    emits_c AS emits FROM pairs WHERE n_channel > 0
             UNION ALL SELECT channel, category, 'LOCAL', l_carried, l_amount, NULL, emits_l FROM pairs WHERE n_local > 0
-            UNION ALL SELECT channel, category, side, carried, amount, fee, emits FROM (
-                SELECT *, side = 'CHANNEL' AND category NOT IN ('MATCHED', 'LOCAL_DUPLICATE_KEY') AS emits FROM extras)
-            UNION ALL SELECT channel, 'NOT_RECONCILED', 'HELD', false, amount, NULL, false FROM rec WHERE side = 'HELD')
+            UNION ALL SELECT channel, category, side, carried, amount, fee,
+                side = 'CHANNEL' AND category NOT IN ('MATCHED', 'LOCAL_DUPLICATE_KEY') FROM extras
+            UNION ALL SELECT channel, 'NOT_RECONCILED', 'HELD', false, amount, NULL, false FROM held)
         GROUP BY ALL""")
-
-
-_DETAIL_SOURCES = {1: "std_in", 2: "open_in"}
 
 
 def _rows(con) -> None:
     """``rows``: every record that carries a discrepancy row, is carried to D+1 or is a local duplicate, as the
-    whole record (its details fetched from its input table) with its outcome; ``rn_side`` 1 for a primary."""
+    whole record (fetched again from its input table by its rid) with its outcome; ``rn_side`` 1 for a primary."""
     carried = _in(("PENDING_CUTOFF", *BREAKS))
-    key_facts = ("n_channel", "n_local", "n_channel_ok", "multi_channel", "paid_amount", "refunded_total",
-                 "over_refund", "expected_fee", "category", "age_days")
-    local_primary = "CASE WHEN l_rid IS NOT NULL THEN {" + ", ".join(f"'{f}': l_{f}" for f in _L_FIELDS
-                                                                   if f != "rid") + "} END AS l"
-    facts = ", ".join(f"p.{f}" for f in key_facts) + ", " + local_primary
+    own = ", ".join(f"p.{f}" for f in ("n_channel", "n_local", "n_channel_ok", "category", "age_days"))
+    kept = ", ".join(f"p.x.{f} AS {f}" for f in ("multi_channel", "paid_amount", "refunded_total", "over_refund",
+                                                 "expected_fee"))
+    local_primary = "CASE WHEN l_rid IS NOT NULL THEN {" + ", ".join(
+        f"'{f}': " + (f"p.l_{f}" if f in ("amount", "carried") else f"p.x.l_{f}") for f in _L_FIELDS if f != "rid"
+    ) + "} END AS l"
+    facts = f"{own}, {kept}, {local_primary}"
+    extra_facts = f"{own}, {', '.join(f'p.{f}' for f in ('multi_channel', 'paid_amount', 'refunded_total', 'over_refund', 'expected_fee'))}, " \
+        + "CASE WHEN l_rid IS NOT NULL THEN {" + ", ".join(f"'{f}': p.l_{f}" for f in _L_FIELDS if f != "rid") + "} END AS l"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE picked AS
-        SELECT c_rid AS rid, 1 AS rn_side, emits_c AS emits, {facts} FROM pairs p
+        SELECT 'CHANNEL' AS side, c_rid AS rid, 1 AS rn_side, emits_c AS emits, {facts} FROM pairs p
             WHERE n_channel > 0 AND (emits_c OR category IN {carried})
-        UNION ALL SELECT l_rid, 1, emits_l, {facts} FROM pairs p
+        UNION ALL SELECT 'LOCAL', l_rid, 1, emits_l, {facts} FROM pairs p
             WHERE n_local > 0 AND (emits_l OR category IN {carried})
-        UNION ALL SELECT rid, 2, side = 'CHANNEL' AND {_listed('category')}, {facts} FROM extras p
+        UNION ALL SELECT side, rid, 2, side = 'CHANNEL' AND {_listed('category')}, {extra_facts} FROM extras p
             WHERE (side = 'CHANNEL' AND {_listed('category')}) OR category = 'LOCAL_DUPLICATE_KEY'""")
-    details = ", ".join(f"coalesce(s.{n}, o.{n}, '') AS {n}" for n in DETAILS)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE rows AS
-        SELECT r.* EXCLUDE (rank, src, srow), k.* EXCLUDE (rid), {details},
-               coalesce(lo.created_at, o.created_at, '') AS created_at,
-               coalesce(lo.paid_at, o.paid_at, '') AS paid_at,
-               CASE k.category {" ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in RESOLUTIONS.items())}
-                    ELSE 'INTEGRITY_FAILURE' END AS resolution
-        FROM picked k JOIN rec r ON r.rowid = k.rid
-        LEFT JOIN std_in s ON r.src = 1 AND s.rowid = r.srow
-        LEFT JOIN open_in o ON r.src = 2 AND o.rowid = r.srow
-        LEFT JOIN local_in lo ON r.src = 0 AND lo.rowid = r.srow""")
+    resolution = ("CASE k.category " + " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in RESOLUTIONS.items())
+                  + " ELSE 'INTEGRITY_FAILURE' END AS resolution")
+    blank = ", ".join(f"'' AS {n}" for n in DETAILS)
+    parts = []
+    for src, table in enumerate(SOURCES[:3]):
+        view = "crec" if src == 1 else "lrec" if src == 0 else None
+        # the record as the classification saw it, from its side's view (by rid); its details from its table
+        for side_view, side in (("crec", "CHANNEL"), ("lrec", "LOCAL")):
+            if view is not None and view != side_view:
+                continue
+            details = blank if (src == 0) else ", ".join(f"{_t('t.' + n)} AS {n}" for n in DETAILS)
+            created = ("coalesce(t.created_at, '') AS created_at, coalesce(t.paid_at, '') AS paid_at" if src != 1
+                       else "'' AS created_at, '' AS paid_at")
+            fee = "r.fee, r.coupon_amount, r.channel_refund_id, r.source_line" if side == "CHANNEL" else \
+                f"CAST(NULL AS {MONEY}) AS fee, CAST(NULL AS {MONEY}) AS coupon_amount, '' AS channel_refund_id, " \
+                "CAST(NULL AS BIGINT) AS source_line"
+            parts.append(f"""
+                SELECT {lit(side)} AS side, r.channel, r.txn_type, r.order_no, r.refund_no, r.status, r.currency,
+                       r.amount, {fee}, r.time, r.first_seen, r.carried, r.carried_as, {details},
+                       {created},
+                       k.* EXCLUDE (side, rid), {resolution}
+                FROM picked k JOIN {side_view} r ON r.rid = k.rid AND k.side = {lit(side)}
+                JOIN {table} t ON t.rowid = k.rid - {src << SRC_BITS}
+                WHERE k.rid >= {src << SRC_BITS} AND k.rid < {(src + 1) << SRC_BITS}""")
+    con.execute("CREATE OR REPLACE TEMP TABLE rows AS " + " UNION ALL BY NAME ".join(parts))

@@ -1,0 +1,576 @@
+"""Generated reconciliation days: a hypothesis strategy of small multi-day scenarios, and their writer.
+
+A scenario is 2–4 consecutive days of local orders and channel statements for two channels (``wechatpay``
+and ``alipay``, as in ``recon.demo``), built from *stories*: one order (or one order's refunds) each, chosen
+so that the classification of ``jobs/transforms.py`` is driven through every branch: matches, one-sided
+records of both txn types, amount / currency / status mismatches, the two auto-fixes, duplicates and failed
+attempts, refunds in parts (over-refunds included, also across dates), an order paid at both channels,
+records within minutes of midnight on either side (carried, cleared late or aged out after
+``max_carry_days``), breaks cleared by a counterpart that comes days later, fees off the contracted rate and
+rejected statement rows.
+
+The scenario is plain data (``Scenario``), so a failing example prints in full and can be rebuilt outside
+hypothesis::
+
+    from tests.daygen import write_scenario
+    conf = write_scenario(scenario, Path("/tmp/daygen-fail-1"))
+    # recon run --conf {conf} --date {day} for each of scenario.dates()
+
+``write_scenario`` reuses ``recon.demo``'s statement writers (``Demo.bill_text``: the WeChat Pay ALL bill;
+``Demo.alipay_zip``: the Alipay zip) and its folder layout: ``inbox/{channel}/``, ``root/local/{D}/orders.csv``
+and ``conf/pipeline.toml`` + ``conf/channels/*.toml``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+WECHAT, ALIPAY = "wechatpay", "alipay"
+CHANNELS = (WECHAT, ALIPAY)
+FIRST_DAY = dt.date(2026, 11, 20)
+CENT = Decimal("0.01")
+
+# -- the scenario (plain data) ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Local:
+    """A row of the local orders export of day ``day`` (an index into the scenario's dates)."""
+
+    day: int
+    order_no: str
+    refund_no: str
+    txn_type: str            # PAYMENT / REFUND
+    channel: str
+    currency: str
+    amount: Decimal
+    status: str              # PAID / UNPAID / CLOSED; refunds SUCCESS / PROCESSING / FAILED
+    created_at: str
+    paid_at: str             # "" when not paid / refunded
+
+    def row(self) -> list[str]:
+        return [self.order_no, self.refund_no, self.txn_type, self.channel, self.currency, f"{self.amount:.2f}",
+                self.status, self.created_at, self.paid_at]
+
+
+@dataclass(frozen=True)
+class Chan:
+    """A row of channel ``channel``'s statement of day ``day``.
+
+    ``status`` is the channel's own word: WeChat payments SUCCESS / REVOKED / CLOSED / PAYERROR / NOTPAY,
+    WeChat refunds SUCCESS / PROCESSING / FAIL / CHANGE; Alipay lists successful trades and refunds only.
+    ``fee`` None: the contracted one (rate 0.006, half up, as ``recon.demo`` computes it).
+    """
+
+    day: int
+    channel: str
+    txn_type: str
+    order_no: str
+    refund_no: str
+    time: str
+    amount: Decimal
+    status: str
+    txn_id: str
+    refund_id: str = ""
+    fee: Decimal | None = None
+    coupon: Decimal = Decimal("0.00")
+    cut: bool = False        # WeChat only: the row lost its last fields (the normalizer rejects it)
+
+
+@dataclass(frozen=True)
+class ChannelConf:
+    name: str
+    cutoff_minutes: int = 30
+    fee_rate: str | None = "0.006"   # also the rate the generated statements charge (0.006 without one)
+    fee_tolerance: str = "0.01"
+    fee_rounding: str = "HALF_UP"
+    max_rejected_rows: int = 2
+
+
+@dataclass(frozen=True)
+class Scenario:
+    first_day: dt.date
+    days: int
+    max_carry_days: int
+    refund_lookback_days: int
+    channels: tuple[ChannelConf, ...]
+    local: tuple[Local, ...]
+    chan: tuple[Chan, ...]
+    stories: tuple[str, ...] = field(default=(), compare=False)  # what was drawn, day by day (for the eye)
+
+    def dates(self) -> list[str]:
+        return [(self.first_day + dt.timedelta(days=i)).isoformat() for i in range(self.days)]
+
+    def channel(self, name: str) -> ChannelConf:
+        return next(c for c in self.channels if c.name == name)
+
+
+# -- writing a scenario -------------------------------------------------------------------------------------------
+
+CONTRACT_RATE = Decimal("0.006")  # what the statements charge without a configured rate (recon.demo.FEE_RATE)
+
+
+def contracted_fee(amount: Decimal, coupon: Decimal = Decimal("0.00"), rate: str | None = None) -> Decimal:
+    """The fee a statement charges by default: the channel's configured rate (else 0.006), half up to the cent
+    (so a configured rounding other than HALF_UP is off by a cent on exact halves, e.g. 2.50 × 0.006)."""
+    r = CONTRACT_RATE if rate is None else Decimal(rate)
+    return ((amount - coupon) * r).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _pipeline_toml(s: Scenario) -> str:
+    return ("# Generated by tests/daygen.py\n"
+            '[pipeline]\nroot = "../root"\ntimezone = "Asia/Shanghai"\n'
+            f"max_carry_days = {s.max_carry_days}\nrefund_lookback_days = {s.refund_lookback_days}\n\n"
+            '[spark]\n"spark.master" = "local[2]"\n"spark.sql.shuffle.partitions" = "2"\n')
+
+
+def _channel_toml(c: ChannelConf) -> str:
+    normalizer = c.name
+    fees = f'[fees]\ntolerance = "{c.fee_tolerance}"\nrounding = "{c.fee_rounding}"\n'
+    if c.fee_rate is not None:
+        fees += f'rate = "{c.fee_rate}"\n'
+    pattern = "wechatpay_all_{date:%Y%m%d}.csv" if c.name == WECHAT else "alipay_trade_{date:%Y%m%d}.zip"
+    return (f'[channel]\nname = "{c.name}"\nnormalizer = "{normalizer}"\ncutoff_minutes = {c.cutoff_minutes}\n'
+            f"max_rejected_rows = {c.max_rejected_rows}\n\n{fees}\n"
+            f'[download]\ntype = "localdir"\npath = "../../inbox/{c.name}"\nfilename = "{pattern}"\n')
+
+
+def write_scenario(scenario: Scenario, out: Path) -> Path:
+    """Write ``scenario`` as a demo folder under ``out`` (recreated); returns ``out/conf/pipeline.toml``."""
+    from recon.demo import BillRow, Demo
+
+    out = Path(out)
+    demo = Demo(scenario.first_day, scenario.days, orders_per_day=0, seed=20261120)
+    dates = [scenario.first_day + dt.timedelta(days=i) for i in range(scenario.days)]
+    for r in scenario.local:
+        demo.local[dates[r.day]].append(r.row())
+    for n, r in enumerate(scenario.chan):
+        day = dates[r.day]
+        coupon = r.coupon if r.txn_type == "PAYMENT" else Decimal("0.00")
+        fee = contracted_fee(r.amount, coupon, scenario.channel(r.channel).fee_rate) if r.fee is None else r.fee
+        if r.txn_type == "REFUND":
+            fee = -abs(fee)
+        if r.channel == WECHAT:
+            refund = r.txn_type == "REFUND"
+            demo.bills[day].append(BillRow(
+                r.time, r.txn_id, r.order_no, f"ofyak5q{abs(hash_text(r.order_no)) % 10**12:012d}",
+                "REFUND" if refund else r.status, r.amount, fee.quantize(Decimal("0.00001")), coupon=coupon,
+                refund_id=r.refund_id if refund else "0", refund_no=r.refund_no if refund else "0",
+                refund_status=r.status if refund else "", goods="for testing", bank="OTHERS", cut=r.cut))
+        else:
+            assert r.status == "SUCCESS" and not r.cut, "Alipay statements list successful records only"
+            # (trade no, order no, type, time, amount, fee, refund no); the writer signs the fee itself
+            demo.alipay[day].append((r.txn_id, r.order_no, "退款" if r.txn_type == "REFUND" else "交易", r.time,
+                                     r.amount, abs(fee), r.refund_no))
+    demo.write(out)
+    channels = out / "conf" / "channels"
+    for f in channels.glob("*.toml"):
+        f.unlink()
+    for c in scenario.channels:
+        (channels / f"{c.name}.toml").write_text(_channel_toml(c), encoding="utf-8")
+    conf = out / "conf" / "pipeline.toml"
+    conf.write_text(_pipeline_toml(scenario), encoding="utf-8")
+    return conf
+
+
+def hash_text(text: str) -> int:
+    """A stable small hash (Python's ``hash`` of a str changes between processes)."""
+    h = 1469598103934665603
+    for b in text.encode():
+        h = ((h ^ b) * 1099511628211) % 2**63
+    return h
+
+
+# -- the builder: stories into rows -------------------------------------------------------------------------------
+
+
+class Builder:
+    """Collects the rows of a scenario; one method per kind of story."""
+
+    def __init__(self, first_day: dt.date, days: int, channels: tuple[ChannelConf, ...]):
+        self.first_day, self.days, self.channels = first_day, days, {c.name: c for c in channels}
+        self.local: list[Local] = []
+        self.chan: list[Chan] = []
+        self.stories: list[str] = []
+        self.seq = 0
+        self.rejects = [0] * days
+
+    # time helpers
+    def date(self, i: int) -> dt.date:
+        return self.first_day + dt.timedelta(days=i)
+
+    def at(self, i: int, seconds: int) -> str:
+        """Day ``i`` plus ``seconds`` (may run into the next day or before the day)."""
+        t = dt.datetime.combine(self.date(i), dt.time()) + dt.timedelta(seconds=seconds)
+        return t.strftime("%Y-%m-%d %H:%M:%S")
+
+    def day_of(self, time: str) -> int:
+        return (dt.date.fromisoformat(time[:10]) - self.first_day).days
+
+    # ids
+    def order(self, i: int) -> str:
+        self.seq += 1
+        return f"G{self.date(i):%Y%m%d}{self.seq:05d}"
+
+    def txn_id(self, channel: str, order_no: str, n: int = 0) -> str:
+        h = hash_text(f"{order_no}/{n}") % 10**9
+        if channel == WECHAT:
+            return f"4200000925{order_no[1:9]}{h:09d}"
+        return f"{order_no[1:9]}2200140{h:013d}"
+
+    # rows (a row for a day outside the scenario is not written: its data never arrives)
+    def add_local(self, order_no, channel, amount, status, created, paid, *, refund_no="", currency="CNY",
+                  day=None):
+        """``day``: the export that lists it (default: the date of its business time; an export may list a
+        record of the minutes around midnight on either side)."""
+        day = self.day_of(paid or created) if day is None else day
+        if 0 <= day < self.days:
+            self.local.append(Local(day, order_no, refund_no, "REFUND" if refund_no else "PAYMENT", channel,
+                                    currency, amount, status, created, paid))
+
+    def add_chan(self, channel, order_no, time, amount, status="SUCCESS", *, refund_no="", n=0, fee=None,
+                 coupon=Decimal("0.00"), cut=False, day=None):
+        day = self.day_of(time) if day is None else day
+        if not 0 <= day < self.days:
+            return
+        if channel == ALIPAY:
+            assert status == "SUCCESS" and not cut
+        refund_id = f"50300{hash_text(order_no + refund_no) % 10**14:014d}" if refund_no else ""
+        self.chan.append(Chan(day, channel, "REFUND" if refund_no else "PAYMENT", order_no, refund_no, time, amount,
+                              status, self.txn_id(channel, order_no, n), refund_id, fee, coupon, cut))
+
+
+# -- strategies ---------------------------------------------------------------------------------------------------
+
+# 2.50 and 7.50 give exact half-cent fees at 0.006 (2.00 and 6.00 at 0.0025): the rounding rule decides
+EDGE_AMOUNTS = ("0.01", "0.02", "0.99", "1.00", "2.50", "7.50", "2.00", "6.00", "12.30", "100.00", "8888.88",
+                "99999.99", "1234567.89", "99999999.99")
+
+
+def amounts():
+    """Amounts with cents: a few edges (0.01, half-cent fees, large) and ordinary ones."""
+    return st.one_of(st.sampled_from(EDGE_AMOUNTS).map(Decimal),
+                     st.integers(1, 2_000_000).map(lambda c: Decimal(c) / 100),
+                     st.integers(1, 10**10).map(lambda c: Decimal(c) / 100))
+
+
+DELTAS = st.sampled_from(("0.01", "-0.01", "1.00", "-0.50", "100.00")).map(Decimal)
+PAYMENT_STORIES = ("match", "local_only", "channel_only", "amount_mismatch", "currency_mismatch",
+                   "status_mismatch", "unpaid_autofix", "duplicate", "failed_attempt", "nothing", "fee_off",
+                   "multi_channel", "cutoff_local_first", "cutoff_channel_first", "late_counterpart", "rejected_row")
+STORIES = ("refunds", *PAYMENT_STORIES, "refunds", "refunds")
+REFUND_MODES = ("match", "match", "autofix", "local_only", "channel_only", "amount_mismatch", "both_failed",
+                "status_mismatch", "cutoff_local_first", "cutoff_channel_first")
+
+MID_DAY = (3600, 22 * 3600)  # seconds into the day: outside any cut-off window (≤ 60 minutes)
+
+
+def _near_midnight(draw, b: Builder, channel: str) -> int:
+    """Seconds before the end of a day that are inside ``channel``'s cut-off window; exactly its first second
+    or its last one now and then."""
+    window = b.channels[channel].cutoff_minutes * 60
+    return draw(st.one_of(st.just(window), st.just(1), st.integers(1, window)))
+
+
+def _story(draw, b: Builder, i: int, kind: str) -> None:
+    channel = draw(st.sampled_from(CHANNELS))
+    if kind in ("status_mismatch", "failed_attempt", "rejected_row") or (kind == "nothing" and draw(st.booleans())):
+        channel = WECHAT  # an Alipay bill lists successful records only
+    amount = draw(amounts())
+    o = b.order(i)
+    created = draw(st.integers(*MID_DAY))
+    paid = b.at(i, created + draw(st.integers(1, 120)))
+    created = b.at(i, created)
+    b.stories.append(f"{i}:{kind}:{channel}:{o}")
+    coupon = Decimal("0.00")
+    if channel == WECHAT and amount > 5 and draw(st.integers(0, 4)) == 0:
+        coupon = Decimal("3.00")  # a voucher the channel funded
+
+    if kind == "match":
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        b.add_chan(channel, o, paid, amount, coupon=coupon)
+    elif kind == "local_only":
+        b.add_local(o, channel, amount, "PAID", created, paid)
+    elif kind == "channel_only":
+        b.add_chan(channel, o, paid, amount)
+    elif kind == "amount_mismatch":
+        other = max(CENT, amount + draw(DELTAS))
+        if other == amount:
+            other = amount + CENT
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        b.add_chan(channel, o, paid, other)
+    elif kind == "currency_mismatch":
+        b.add_local(o, channel, amount, "PAID", created, paid, currency=draw(st.sampled_from(("HKD", "USD", "XAU"))))
+        b.add_chan(channel, o, paid, amount)
+    elif kind == "status_mismatch":
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        b.add_chan(channel, o, paid, amount, draw(st.sampled_from(("REVOKED", "CLOSED", "PAYERROR"))))
+    elif kind == "unpaid_autofix":
+        b.add_local(o, channel, amount, draw(st.sampled_from(("UNPAID", "CLOSED"))), created, "")
+        b.add_chan(channel, o, paid, amount)
+    elif kind == "duplicate":
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        for n in range(draw(st.integers(2, 3))):
+            b.add_chan(channel, o, paid, amount, n=n)
+    elif kind == "failed_attempt":  # attempts that came to nothing, then the payment
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        for n in range(1, draw(st.integers(1, 2)) + 1):
+            b.add_chan(channel, o, created, amount, draw(st.sampled_from(("PAYERROR", "NOTPAY", "REVOKED"))), n=n)
+        b.add_chan(channel, o, paid, amount)
+    elif kind == "nothing":  # nothing happened on either side (or only a failed attempt at the channel)
+        b.add_local(o, channel, amount, draw(st.sampled_from(("UNPAID", "CLOSED"))), created, "")
+        if channel == WECHAT:
+            b.add_chan(channel, o, created, amount, draw(st.sampled_from(("NOTPAY", "CLOSED"))))
+    elif kind == "fee_off":
+        expected = contracted_fee(amount, coupon, b.channels[channel].fee_rate)
+        fee = draw(st.sampled_from((expected * 2 + CENT, expected + Decimal("0.02"), max(Decimal(0), expected
+                                                                                           - Decimal("0.05")))))
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        b.add_chan(channel, o, paid, amount, fee=fee, coupon=coupon)
+    elif kind == "multi_channel":  # the customer paid the order at both channels
+        b.add_local(o, channel, amount, "PAID", created, paid)
+        b.add_chan(WECHAT, o, paid, amount)
+        b.add_chan(ALIPAY, o, b.at(i, draw(st.integers(*MID_DAY))), amount)
+    elif kind == "cutoff_local_first":  # paid locally at 23:5x, the channel stamps the next day (or never)
+        before = _near_midnight(draw, b, channel)
+        t = b.at(i + 1, -before)
+        status = draw(st.sampled_from(("PAID", "PAID", "PAID", "UNPAID")))  # unpaid: nothing to carry
+        b.add_local(o, channel, amount, status, b.at(i + 1, -before - 30), t if status == "PAID" else "",
+                    day=draw(st.sampled_from((i, i, i + 1))))  # the order system's export of D or of D+1
+        lag = draw(st.sampled_from((1, 60, 180, None)))
+        later = draw(st.sampled_from((0, 0, 1, 2)))  # whole days more before the statement lists it
+        if lag is not None:
+            when = b.at(i + 1 + later, lag)
+            other = amount if draw(st.integers(0, 5)) else amount + Decimal("1.00")
+            b.add_chan(channel, o, when, other)
+    elif kind == "cutoff_channel_first":  # the channel stamps 23:59:xx, the callback comes after midnight
+        before = _near_midnight(draw, b, channel)
+        fee = draw(st.sampled_from((None, None, None, Decimal("9.99"))))  # a bad fee checked once it matches
+        b.add_chan(channel, o, b.at(i + 1, -before), amount, fee=fee)
+        if channel == WECHAT and draw(st.integers(0, 3)) == 0:  # the next bill lists the record again
+            b.add_chan(channel, o, b.at(i + 1, -before), amount, day=i + 1)
+        lag = draw(st.sampled_from((20, 90, None)))
+        later = draw(st.sampled_from((0, 0, 1, 2)))
+        if lag is not None:
+            # a callback of 00:00:xx, exported on D+1 (or already on D: within the margin), or days later
+            export = draw(st.sampled_from((None, i))) if later == 0 else None
+            b.add_local(o, channel, amount, "PAID", b.at(i + 1, -before - 10), b.at(i + 1 + later, lag), day=export)
+    elif kind == "late_counterpart":  # a one-sided break whose counterpart arrives days later
+        k = draw(st.integers(1, 3))
+        late = b.at(i + k, draw(st.integers(*MID_DAY)))
+        if draw(st.booleans()):
+            b.add_local(o, channel, amount, "PAID", created, paid)
+            b.add_chan(channel, o, late, amount)
+        else:
+            b.add_chan(channel, o, paid, amount)
+            b.add_local(o, channel, amount, "PAID", late, late)
+    elif kind == "rejected_row":
+        if b.rejects[i] >= b.channels[WECHAT].max_rejected_rows:
+            b.add_local(o, channel, amount, "PAID", created, paid)
+            b.add_chan(channel, o, paid, amount)
+        else:
+            b.rejects[i] += 1
+            b.add_local(o, channel, amount, "PAID", created, paid)
+            b.add_chan(channel, o, paid, amount, cut=True)
+    elif kind == "refunds":
+        _refunds(draw, b, i, o, channel, amount)
+    else:
+        raise ValueError(kind)
+
+
+def _refunds(draw, b: Builder, i: int, o: str, channel: str, amount: Decimal) -> None:
+    """An order paid on day i − k (maybe before the scenario: only its refunds are seen) and refunded in parts,
+    on that day or later, sometimes past the amount paid."""
+    k = draw(st.integers(0, 2))
+    pay_day = i - k
+    paid = b.at(pay_day, draw(st.integers(*MID_DAY)))
+    b.add_local(o, channel, amount, "PAID", paid, paid)
+    b.add_chan(channel, o, paid, amount)
+    parts = draw(st.integers(1, 3))
+    over = draw(st.booleans())
+    share = (amount / parts).quantize(CENT) or CENT
+    for n in range(parts):
+        part = share + (draw(st.sampled_from((CENT, Decimal("1.00"), amount))) if over and n == parts - 1
+                        else Decimal(0))  # an over-refund: the parts add up to more than was paid
+        day = draw(st.integers(max(pay_day, 0), b.days - 1)) if n else i
+        last = n == parts - 1
+        mode = draw(st.sampled_from(("match", "channel_only", "autofix") if over and last else REFUND_MODES))
+        r = f"RF{o[1:]}{n:02d}"
+        b.stories.append(f"  refund {r} day {day} {part} {mode}")
+        if n and draw(st.integers(0, 3)) == 0:
+            day, t = prev_day, prev_t  # the same second as the part before (time ties are ordered by refund_no)
+        else:
+            t = b.at(day, draw(st.integers(*MID_DAY)))
+        prev_day, prev_t = day, t
+        if mode == "match":
+            b.add_local(o, channel, part, "SUCCESS", t, t, refund_no=r)
+            b.add_chan(channel, o, t, part, refund_no=r)
+            if draw(st.integers(0, 5)) == 0:  # the channel lists the refund twice
+                b.add_chan(channel, o, t, part, refund_no=r, n=1)
+        elif mode == "autofix":
+            b.add_local(o, channel, part, draw(st.sampled_from(("PROCESSING", "FAILED"))), t, "", refund_no=r)
+            b.add_chan(channel, o, t, part, refund_no=r)
+        elif mode == "local_only":
+            b.add_local(o, channel, part, "SUCCESS", t, t, refund_no=r)
+        elif mode == "channel_only":
+            b.add_chan(channel, o, t, part, refund_no=r)
+        elif mode == "amount_mismatch":
+            b.add_local(o, channel, part, "SUCCESS", t, t, refund_no=r)
+            b.add_chan(channel, o, t, part + draw(DELTAS).copy_abs(), refund_no=r)
+        elif mode == "both_failed":
+            b.add_local(o, channel, part, "FAILED", t, "", refund_no=r)
+        elif mode == "status_mismatch":
+            if channel == WECHAT:
+                b.add_local(o, channel, part, "SUCCESS", t, t, refund_no=r)
+                b.add_chan(channel, o, t, part, draw(st.sampled_from(("FAIL", "PROCESSING", "CHANGE"))), refund_no=r)
+            else:
+                b.add_local(o, channel, part, "PROCESSING", t, "", refund_no=r)
+        elif mode == "cutoff_local_first":
+            before = _near_midnight(draw, b, channel)
+            lt = b.at(day + 1, -before)
+            b.add_local(o, channel, part, "SUCCESS", lt, lt, refund_no=r)
+            if draw(st.booleans()):
+                b.add_chan(channel, o, b.at(day + 1, draw(st.sampled_from((1, 120)))), part, refund_no=r)
+        elif mode == "cutoff_channel_first":
+            before = _near_midnight(draw, b, channel)
+            b.add_chan(channel, o, b.at(day + 1, -before), part, refund_no=r)
+            if draw(st.booleans()):
+                lt = b.at(day + 1, draw(st.sampled_from((20, 300))))
+                b.add_local(o, channel, part, "SUCCESS", lt, lt, refund_no=r)
+
+
+def channel_confs():
+    def conf(name):
+        return st.builds(ChannelConf, st.just(name), cutoff_minutes=st.sampled_from((30, 10, 60)),
+                         fee_rate=st.sampled_from(("0.006", "0.006", None, "0.0025")),
+                         fee_tolerance=st.sampled_from(("0.01", "0.01", "0.00")),
+                         fee_rounding=st.sampled_from(("HALF_UP", "HALF_UP", "HALF_EVEN", "DOWN", "UP")),
+                         max_rejected_rows=st.just(2))
+    return st.tuples(conf(WECHAT), conf(ALIPAY))
+
+
+@st.composite
+def scenarios(draw, min_days: int = 2, max_days: int = 4, min_stories: int = 8, max_extra: int = 8):
+    """A Scenario of 2–4 days, each with a few dozen records at most.
+
+    A day's stories are a prefix of a permutation of every kind (at least ``min_stories`` different kinds, so
+    even the simplest example mixes them) and up to ``max_extra`` more drawn at random.
+    """
+    days = draw(st.integers(min_days, max_days))
+    channels = draw(channel_confs())
+    b = Builder(FIRST_DAY, days, channels)
+    for i in range(days):
+        kinds = draw(st.permutations(STORIES))[:draw(st.integers(min_stories, len(STORIES)))]
+        kinds += draw(st.lists(st.sampled_from(STORIES), max_size=max_extra))
+        for kind in ["match", *kinds]:  # every day has a local record (an empty export is refused)
+            _story(draw, b, i, kind)
+    return Scenario(FIRST_DAY, days, max_carry_days=draw(st.integers(1, 3)),
+                    refund_lookback_days=draw(st.sampled_from((2, 0, 3))), channels=channels,
+                    local=tuple(b.local), chan=tuple(b.chan), stories=tuple(b.stories))
+
+
+# -- an explicit scenario that lists every category ---------------------------------------------------------------
+
+
+def every_category_scenario() -> Scenario:
+    """Two days, max_carry_days 1, fees checked on both channels: every outcome category at least once."""
+    channels = (ChannelConf(WECHAT, cutoff_minutes=30), ChannelConf(ALIPAY, cutoff_minutes=10))
+    b = Builder(FIRST_DAY, 2, channels)
+    a = Decimal
+
+    def pay(i, o=None):
+        return o or b.order(i)
+
+    t = b.at
+    for i in range(2):
+        # MATCHED, also with a voucher and a large amount and a cent
+        for ch, amt in ((WECHAT, a("12.30")), (ALIPAY, a("0.01")), (WECHAT, a("99999999.99"))):
+            o = pay(i)
+            b.add_local(o, ch, amt, "PAID", t(i, 7200), t(i, 7230))
+            b.add_chan(ch, o, t(i, 7230), amt)
+    o = pay(0)  # voucher
+    b.add_local(o, WECHAT, a("50.00"), "PAID", t(0, 7000), t(0, 7010))
+    b.add_chan(WECHAT, o, t(0, 7010), a("50.00"), coupon=a("3.00"))
+    o = pay(0)  # LOCAL_UNPAID_CHANNEL_PAID
+    b.add_local(o, WECHAT, a("88.80"), "UNPAID", t(0, 8000), "")
+    b.add_chan(WECHAT, o, t(0, 8050), a("88.80"))
+    o = pay(0)  # AMOUNT_MISMATCH
+    b.add_local(o, ALIPAY, a("10.00"), "PAID", t(0, 9000), t(0, 9001))
+    b.add_chan(ALIPAY, o, t(0, 9001), a("9.99"))
+    o = pay(0)  # CURRENCY_MISMATCH
+    b.add_local(o, WECHAT, a("10.00"), "PAID", t(0, 9100), t(0, 9101), currency="HKD")
+    b.add_chan(WECHAT, o, t(0, 9101), a("10.00"))
+    o = pay(0)  # STATUS_MISMATCH
+    b.add_local(o, WECHAT, a("10.00"), "PAID", t(0, 9200), t(0, 9201))
+    b.add_chan(WECHAT, o, t(0, 9201), a("10.00"), "REVOKED")
+    o = pay(0)  # DUPLICATE_CHANNEL, and a failed attempt of another order (MATCHED)
+    b.add_local(o, WECHAT, a("20.00"), "PAID", t(0, 9300), t(0, 9301))
+    b.add_chan(WECHAT, o, t(0, 9301), a("20.00"), n=0)
+    b.add_chan(WECHAT, o, t(0, 9302), a("20.00"), n=1)
+    o = pay(0)
+    b.add_local(o, WECHAT, a("21.00"), "PAID", t(0, 9400), t(0, 9460))
+    b.add_chan(WECHAT, o, t(0, 9401), a("21.00"), "PAYERROR", n=1)
+    b.add_chan(WECHAT, o, t(0, 9460), a("21.00"))
+    o = pay(0)  # DUPLICATE_ACROSS_CHANNELS
+    b.add_local(o, WECHAT, a("30.00"), "PAID", t(0, 9500), t(0, 9501))
+    b.add_chan(WECHAT, o, t(0, 9501), a("30.00"))
+    b.add_chan(ALIPAY, o, t(0, 9600), a("30.00"))
+    o = pay(0)  # FEE_MISMATCH
+    b.add_local(o, ALIPAY, a("1000.00"), "PAID", t(0, 9700), t(0, 9701))
+    b.add_chan(ALIPAY, o, t(0, 9701), a("1000.00"), fee=a("12.00"))
+    o = pay(0)  # LOCAL_ONLY
+    b.add_local(o, WECHAT, a("40.00"), "PAID", t(0, 9800), t(0, 9801))
+    o = pay(0)  # CHANNEL_ONLY
+    b.add_chan(ALIPAY, o, t(0, 9900), a("41.00"))
+    o = pay(0)  # CHANNEL_ROW_REJECTED (its order LOCAL_ONLY, the note naming the line)
+    b.add_local(o, WECHAT, a("42.00"), "PAID", t(0, 10000), t(0, 10001))
+    b.add_chan(WECHAT, o, t(0, 10001), a("42.00"), cut=True)
+    o = pay(0)  # nothing on either side
+    b.add_local(o, WECHAT, a("43.00"), "CLOSED", t(0, 10100), "")
+    # refunds of an order paid on day 0: parts on day 0 and 1, the last one over the payment
+    o = pay(0)
+    b.add_local(o, WECHAT, a("100.00"), "PAID", t(0, 11000), t(0, 11001))
+    b.add_chan(WECHAT, o, t(0, 11001), a("100.00"))
+    for n, (day, part) in enumerate(((0, a("60.00")), (1, a("30.00")), (1, a("20.00")))):
+        r = f"RF{o[1:]}{n:02d}"
+        b.add_local(o, WECHAT, part, "SUCCESS", t(day, 30000 + n), t(day, 30000 + n), refund_no=r)
+        b.add_chan(WECHAT, o, t(day, 30000 + n), part, refund_no=r)
+    o = pay(0)  # refunds of an order paid before the scenario
+    for n, (mode, part) in enumerate((("autofix", a("5.00")), ("mismatch", a("6.00")), ("local", a("7.00")),
+                                      ("channel", a("8.00")), ("failed", a("9.00")))):
+        r = f"RF{o[1:]}{n:02d}"
+        when = t(0, 40000 + n)
+        if mode == "autofix":
+            b.add_local(o, ALIPAY, part, "PROCESSING", when, "", refund_no=r)
+        elif mode in ("mismatch", "local"):
+            b.add_local(o, ALIPAY, part, "SUCCESS", when, when, refund_no=r)
+        elif mode == "failed":
+            b.add_local(o, ALIPAY, part, "FAILED", when, "", refund_no=r)
+        if mode in ("autofix", "channel", "mismatch"):
+            b.add_chan(ALIPAY, o, when, part + (a("0.50") if mode == "mismatch" else 0), refund_no=r)
+    # near midnight on day 0: local first, cleared on day 1 (CLEARED_LATE)
+    o = pay(0)
+    b.add_local(o, WECHAT, a("55.55"), "PAID", t(1, -150), t(1, -120))
+    b.add_chan(WECHAT, o, t(1, 180), a("55.55"))
+    # channel first (alipay, 10-minute window, exactly its first second), callback after midnight
+    o = pay(0)
+    b.add_chan(ALIPAY, o, t(1, -600), a("66.66"))
+    b.add_local(o, ALIPAY, a("66.66"), "PAID", t(1, -610), t(1, 20))
+    # near midnight and never matched: PENDING_CUTOFF on day 0, aged to LOCAL_ONLY on day 1 (max_carry_days 1)
+    o = pay(0)
+    b.add_local(o, WECHAT, a("77.77"), "PAID", t(1, -60), t(1, -30))
+    # a refund near midnight at the channel, never seen locally: aged to REFUND_CHANNEL_ONLY
+    o = pay(0)
+    b.add_chan(WECHAT, o, t(1, -5), a("1.00"), refund_no=f"RF{o[1:]}00")
+    # a break on day 0 whose counterpart comes on day 1 (CLEARED_LATE of a CHANNEL_ONLY)
+    o = pay(0)
+    b.add_chan(ALIPAY, o, t(0, 5000), a("123.45"))
+    b.add_local(o, ALIPAY, a("123.45"), "PAID", t(1, 5000), t(1, 5000))
+    b.stories.append("every category")
+    return Scenario(FIRST_DAY, 2, max_carry_days=1, refund_lookback_days=2, channels=channels,
+                    local=tuple(b.local), chan=tuple(b.chan), stories=tuple(b.stories))
