@@ -105,11 +105,7 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     d = day.isoformat()
     if publish:
         storage.recover("recon")  # leftovers of a killed run (we hold the run lock)
-    available = [ch for ch in channels if is_published(storage, ch, day)]
-    missing = sorted(set(not_ready or []) | {ch for ch in channels if ch not in available})
-    if not available:
-        raise UnavailableError("no channel has published standard records for this date; nothing to reconcile",
-                               date=d, hint="run `recon download` and `recon normalize` first")
+    available, missing = ready_channels(storage, day, channels, not_ready)
 
     # -- extract ---------------------------------------------------------------------------------------------
     std = read_standard(spark, storage, [(ch, day) for ch in available])
@@ -241,6 +237,28 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
     return summary
 
 
+def ready_channels(storage: Storage, day: dt.date, channels: list[str], not_ready: list[str] | None):
+    """(the channels with published standard records for D, the others and ``not_ready``); UnavailableError
+    when none is ready (both engines)."""
+    available = [ch for ch in channels if is_published(storage, ch, day)]
+    missing = sorted(set(not_ready or []) | {ch for ch in channels if ch not in available})
+    if not available:
+        raise UnavailableError("no channel has published standard records for this date; nothing to reconcile",
+                               date=day.isoformat(), hint="run `recon download` and `recon normalize` first")
+    return available, missing
+
+
+def columnar_copies(storage: Storage, folder: str) -> list[str] | None:
+    """The Parquet copies of a standard folder's files (paths), when the manifest lists one with the right row
+    count for every file and each exists; else None (read the CSV, which stays the published contract)."""
+    files = storage.read_json(folder, "_manifest.json").get("files", [])
+    copies = [posixpath.join(folder, f["columnar_file"]) for f in files
+              if f.get("columnar_file") and f.get("columnar_rows") == f.get("records")]
+    if files and len(copies) == len(files) and all(storage.is_file(c) for c in copies):
+        return copies
+    return None
+
+
 def classify_params(settings: Settings, day: dt.date, available: list[str]):
     """The classification's parameters for D's reconciled channels (both engines)."""
     from jobs.rules import ChannelRules, ClassifyParams
@@ -299,10 +317,8 @@ def read_standard(spark, storage: Storage, published: list[tuple[str, dt.date]])
     columnar, csv_groups = [], {}
     for ch, d in published:
         folder = standard_dir(ch, d)
-        files = storage.read_json(folder, "_manifest.json").get("files", [])
-        copies = [posixpath.join(folder, f["columnar_file"]) for f in files
-                  if f.get("columnar_file") and f.get("columnar_rows") == f.get("records")]
-        if files and len(copies) == len(files) and all(storage.is_file(c) for c in copies):
+        copies = columnar_copies(storage, folder)
+        if copies is not None:
             columnar.extend(storage.uri(c) for c in copies)
         else:  # by header name, LF or CRLF, with or without a BOM (jobs/inputs.py)
             groups = inputs.group_by_header(

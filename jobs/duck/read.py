@@ -120,16 +120,16 @@ def _relative(storage: Storage, uri: str) -> str:
 # -- the inputs of a date ----------------------------------------------------------------------------------------
 
 def create_standard(con, storage: Storage, name: str, published: list[tuple[str, dt.date]]) -> None:
+    from jobs.reconcile import columnar_copies
+
     """Table ``name``: the standard records of the (channel, date) folders, from their Parquet copies where the
     manifest lists one for every file with the right row count (as ``jobs.reconcile.read_standard``), else
     from the CSV."""
     parquet, selects = [], []
     for ch, d in published:
         folder = standard_dir(ch, d)
-        files = storage.read_json(folder, "_manifest.json").get("files", [])
-        copies = [posixpath.join(folder, f["columnar_file"]) for f in files
-                  if f.get("columnar_file") and f.get("columnar_rows") == f.get("records")]
-        if files and len(copies) == len(files) and all(storage.is_file(c) for c in copies):
+        copies = columnar_copies(storage, folder)
+        if copies is not None:
             parquet.extend(local_file(storage, c) for c in copies)
             continue
         part = f"{name}_{len(selects)}"

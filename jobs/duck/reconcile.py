@@ -14,7 +14,7 @@ import os
 import posixpath
 import time
 
-from core.errors import IntegrityError, UnavailableError
+from core.errors import IntegrityError
 from core.settings import Settings
 from core.storage import Storage, disk_error
 from jobs import reconcile as shared
@@ -25,7 +25,7 @@ from jobs.rules import CARRIED_CATEGORIES, LOCAL_DUPLICATE_KEY
 from jobs.sparkhash import content_digest, xxhash64
 from reports.build import write_reports
 from schemas import standard
-from schemas.layout import is_published, recon_dir, standard_dir
+from schemas.layout import recon_dir, standard_dir
 from schemas.outputs import (CORRECTION_ACTIONS, CORRECTION_COLUMNS, DISCREPANCY_COLUMNS, OPEN_ITEM_COLUMNS,
                              RESOLUTIONS, ROW_REJECTED)
 
@@ -53,15 +53,10 @@ def reconcile_date(storage: Storage, settings: Settings, day: dt.date, channels:
     the summary written to summary.json. ``publish=False`` (the cross-check of jobs/engines.py) leaves the
     result in a staging folder instead and returns (summary, that folder)."""
     started = time.time()
-    d = day.isoformat()
     read.local_file(storage, "")  # a root DuckDB can read, before anything else
     if publish:
         storage.recover("recon")  # leftovers of a killed run (we hold the run lock)
-    available = [ch for ch in channels if is_published(storage, ch, day)]
-    missing = sorted(set(not_ready or []) | {ch for ch in channels if ch not in available})
-    if not available:
-        raise UnavailableError("no channel has published standard records for this date; nothing to reconcile",
-                               date=d, hint="run `recon download` and `recon normalize` first")
+    available, missing = shared.ready_channels(storage, day, channels, not_ready)
     con = connect(settings)
     try:
         return _reconcile(con, storage, settings, day, available, missing, run_id=run_id, extra=extra or {},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, IntegrityError
+from core.errors import ConfigError
 from jobs.engines import comparable, engine_kind
 from recon.config import load_settings, parse_engine
 from tests.conftest import DAY1, DAY2, run_cli
