@@ -74,7 +74,16 @@ def _run(kind: str, settings, storage, day, channels, *, publish: bool = True, s
 
 
 def _cross_check(kind: str, settings, storage: Storage, day: dt.date, channels, **kwargs) -> None:
-    _, staged = _run(kind, settings, storage, day, channels, publish=False, **kwargs)
+    from core.errors import ReconError
+
+    try:
+        _, staged = _run(kind, settings, storage, day, channels, publish=False, **kwargs)
+    except ReconError as exc:  # the published result stays; the date fails, saying which engine refused
+        raise IntegrityError(f"the {kind} engine's cross-check of the published result failed: {exc.message}",
+                             date=day.isoformat(), file=exc.file, line=exc.line,
+                             hint="the two engines disagree on these inputs: keep the published result, report "
+                                  "it with the inputs, and set [engine] compare_with = \"\" to go on meanwhile"
+                             ) from exc
     try:
         final = recon_dir(day)
         off = [name for name in DATA_FILES if storage.read_bytes(final, name) != storage.read_bytes(staged, name)]
