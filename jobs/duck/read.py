@@ -120,11 +120,11 @@ def _relative(storage: Storage, uri: str) -> str:
 # -- the inputs of a date ----------------------------------------------------------------------------------------
 
 def create_standard(con, storage: Storage, name: str, published: list[tuple[str, dt.date]]) -> None:
-    from jobs.reconcile import columnar_copies
-
     """Table ``name``: the standard records of the (channel, date) folders, from their Parquet copies where the
     manifest lists one for every file with the right row count (as ``jobs.reconcile.read_standard``), else
     from the CSV."""
+    from jobs.reconcile import columnar_copies
+
     parquet, selects = [], []
     for ch, d in published:
         folder = standard_dir(ch, d)
