@@ -210,16 +210,9 @@ def reconcile_date(spark, storage: Storage, settings: Settings, day: dt.date, ch
                 closing_digests=digests,
                 local_files=[posixpath.join(local_folder, n) for n in local_files], extra=extra or {},
                 reconcile_seconds=round(time.time() - started, 3))
-            summary["engine"] = "spark"
-            storage.write_json(summary, staged, "summary.json")
             _phase("built summary.json", t0)
-            t0 = time.time()
-            write_reports(storage, staged, day)  # report.html and report.xlsx, inside the atomic publish
-            _phase("wrote report.html and report.xlsx", t0)
-            storage.write_bytes(b"", staged, "_SUCCESS")
-            if not publish:
+            if not finish(storage, staged, day, summary, engine="spark", publish=publish):
                 return summary, staged
-            storage.swap_in(staged, recon_dir(day))
         except BaseException as exc:
             if staged is not None:
                 _discard(storage, staged)
@@ -271,6 +264,20 @@ def classify_params(settings: Settings, day: dt.date, available: list[str]):
                                 fee_tolerance=settings.channels[ch].fee_tolerance,
                                 fee_rounding=settings.channels[ch].fee_rounding) for ch in available},
     )
+
+
+def finish(storage: Storage, staged: str, day: dt.date, summary: dict, *, engine: str, publish: bool) -> bool:
+    """Complete a staged result (both engines): summary.json, report.html and report.xlsx (inside the atomic
+    publish), _SUCCESS; then swap it in when ``publish`` (returns True) or leave it staged (False)."""
+    summary["engine"] = engine
+    storage.write_json(summary, staged, "summary.json")
+    t0 = time.time()
+    write_reports(storage, staged, day)
+    _phase("wrote report.html and report.xlsx", t0)
+    storage.write_bytes(b"", staged, "_SUCCESS")
+    if publish:
+        storage.swap_in(staged, recon_dir(day))
+    return publish
 
 
 def _size_shuffle(spark, settings: Settings, storage: Storage, std_folders: list[str], local_files: list[str]):

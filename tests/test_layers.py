@@ -41,7 +41,6 @@ ENTRY_SCRIPTS = {
 CROSSING = {
     ("jobs.reconcile", "reports.build"): "the date's report.html and report.xlsx are written into the recon "
                                          "folder's staging copy, inside its atomic publish (before _SUCCESS)",
-    ("jobs.duck.reconcile", "reports.build"): "the same, for the DuckDB engine's publish",
 }
 MAX_LINES = 450
 SIZE_REASON = "Size:"  # a module over MAX_LINES says why on a line of its docstring starting with this

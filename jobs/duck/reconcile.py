@@ -23,7 +23,6 @@ from jobs.duck.classify import lit
 from jobs.duck.write import texts, write_csv
 from jobs.rules import CARRIED_CATEGORIES, LOCAL_DUPLICATE_KEY
 from jobs.sparkhash import content_digest, xxhash64
-from reports.build import write_reports
 from schemas import standard
 from schemas.layout import recon_dir, standard_dir
 from schemas.outputs import (CORRECTION_ACTIONS, CORRECTION_COLUMNS, DISCREPANCY_COLUMNS, OPEN_ITEM_COLUMNS,
@@ -133,15 +132,8 @@ def _reconcile(con, storage, settings, day, available, missing, *, run_id, extra
             held_local=held_local, held_items=held_items, previous=prev, opening_check=opening_check,
             closing_digests=digests, local_files=[posixpath.join(local_folder, n) for n in local_files],
             extra=extra, reconcile_seconds=round(time.time() - started, 3))
-        summary["engine"] = "duckdb"
-        storage.write_json(summary, staged, "summary.json")
-        t0 = time.time()
-        write_reports(storage, staged, day)
-        shared._phase("wrote report.html and report.xlsx", t0)
-        storage.write_bytes(b"", staged, "_SUCCESS")
-        if not publish:
+        if not shared.finish(storage, staged, day, summary, engine="duckdb", publish=publish):
             return summary, staged
-        storage.swap_in(staged, recon_dir(day))
     except BaseException as exc:
         if staged is not None:
             shared._discard(storage, staged)
