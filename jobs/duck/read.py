@@ -67,24 +67,35 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
                      with_file: bool = False, read_hint: str | None = "") -> None:
     """Table ``name`` with ``types``' columns (in that order) of the CSV files ``paths`` (relative to the root),
     matched by header name. ``casts``: column -> SQL of the text column ``v`` instead of a plain cast.
-    ``with_file`` adds ``recon_file``, the file's URI (what the export checks name). ``read_hint``: what to do
-    when a file cannot be parsed (default ``hint``; None: by the kind of file, as jobs/read_errors.py says)."""
+    ``with_file`` adds ``recon_file_id``, the file's number in table ``{name}_files`` (``recon_file``: its URI,
+    what the export checks name; a number per row, not the URI, as the rows are millions). ``read_hint``: what to
+    do when a file cannot be parsed (default ``hint``; None: by the kind of file, as jobs/read_errors.py says)."""
     groups = inputs.group_by_header(storage, paths, list(types), what=what, hint=hint, date=date, channel=channel)
-    selects = []
+    selects, numbered = [], []
     for header, uris in groups.items():
         files = [local_file(storage, _relative(storage, u)) for u in uris]
         for uri, path in zip(uris, files):
             cols = [(casts or {}).get(n, f"CAST({{v}} AS {t})").format(v=f'"{n}"') + f' AS "{n}"'
                     for n, t in types.items()]
             if with_file:
-                cols.append(f"{quoted(uri)} AS recon_file")
+                cols.append(f"{len(numbered)} AS recon_file_id")
+                numbered.append(uri)
             selects.append(f"SELECT {', '.join(cols)} FROM {_csv_source([path], header)}")
+    if with_file:
+        file_table(con, name, numbered)
     if not selects:
         selects = [_empty(types) if not with_file else
-                   f"SELECT *, CAST(NULL AS VARCHAR) AS recon_file FROM ({_empty(types)})"]
+                   f"SELECT *, CAST(NULL AS INTEGER) AS recon_file_id FROM ({_empty(types)})"]
     sql = f"CREATE OR REPLACE TABLE {name} AS " + " UNION ALL ".join(selects)
     run(con, sql, what=what, file=storage.uri(paths[0]) if len(paths) == 1 else None, date=date, channel=channel,
         hint=hint if read_hint == "" else read_hint, storage=storage, paths=list(paths))
+
+
+def file_table(con, name: str, uris: list[str]) -> None:
+    """Table ``{name}_files``: (``recon_file_id``, ``recon_file``) of the files of table ``name``."""
+    con.execute(f"CREATE OR REPLACE TABLE {name}_files (recon_file_id INTEGER, recon_file VARCHAR)")
+    if uris:
+        con.executemany(f"INSERT INTO {name}_files VALUES (?, ?)", list(enumerate(uris)))
 
 
 def run(con, sql: str, *, what: str, hint: str | None, file: str | None = None, date: str | None = None,
@@ -146,7 +157,8 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
 
 def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str) -> list[str]:
     """Table ``name``: D's export as read (LocalRecord columns, ``amount`` as text for a CSV export, and
-    ``recon_file``, the file's URI); returns the files' paths. ``check_local_export`` checks it."""
+    ``recon_file_id``, the file's number in ``{name}_files``); returns the files' paths. ``check_amounts`` checks
+    it."""
     from jobs.local_orders import local_export_files
 
     folder, names = local_export_files(storage, day)
@@ -157,8 +169,10 @@ def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date
         inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=hint, date=d)
         cols = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in LOCAL_TYPES.items())
         files = [local_file(storage, p) for p in paths]
-        run(con, f"CREATE OR REPLACE TABLE {name} AS SELECT {cols}, 'file://' || filename AS recon_file "
-                 f"FROM read_parquet({_list(files)}, filename = true)", what=what, hint=hint, date=d)
+        file_table(con, name, [storage.uri(p) for p in paths])
+        selects = " UNION ALL ".join(f"SELECT {cols}, {i} AS recon_file_id FROM read_parquet({_list([f])})"
+                                     for i, f in enumerate(files))
+        run(con, f"CREATE OR REPLACE TABLE {name} AS {selects}", what=what, hint=hint, date=d)
         return paths
     create_csv_table(con, storage, name, paths, {**LOCAL_TYPES, "amount": "VARCHAR"}, what=what, hint=hint, date=d,
                      with_file=True)
@@ -177,7 +191,7 @@ def check_amounts(con, name: str, day: dt.date, hint: str) -> None:
     if con.execute(f"SELECT typeof(amount) FROM {name} LIMIT 1").fetchone() in (None, (MONEY,)):
         return  # Parquet: typed by its writer
     bad = con.execute(f"""
-        SELECT order_no, refund_no, channel, recon_file, amount FROM {name}
+        SELECT order_no, refund_no, channel, f.recon_file, amount FROM {name} JOIN {name}_files f USING (recon_file_id)
         WHERE amount IS NULL OR NOT regexp_full_match(amount, ?) LIMIT 1""", [CENTS_PATTERN]).fetchone()
     if bad is None:
         return

@@ -128,3 +128,35 @@ def test_an_export_of_another_day_is_refused_by_duckdb_in_the_words_of_spark(dem
         assert run_cli("run", "--conf", conf, "--date", DAY1.isoformat(), "--engine", engine, spark=spark) == 4
         messages[engine] = [r.getMessage() for r in caplog.records if "of another day" in r.getMessage()]
     assert messages["spark"] and messages["spark"] == messages["duckdb"]
+
+
+ROUNDINGS = {"HALF_UP": "ROUND_HALF_UP", "HALF_EVEN": "ROUND_HALF_EVEN", "DOWN": "ROUND_DOWN", "UP": "ROUND_UP"}
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDINGS))
+@pytest.mark.parametrize("rate", ["0.006", "0.0038", "0.02", "1.5", "0.12345678", "0.00000001"])
+def test_the_contracted_fee_in_sql_is_exact_for_narrow_and_wide_rates(rate, rounding):
+    """DuckDB computes a fee in 64-bit decimals where the rate and the amount allow it and in 128-bit ones
+    otherwise: both give the Decimal result, half cents and amounts of trillions included."""
+    import decimal
+    from decimal import Decimal
+
+    import duckdb
+
+    from jobs.duck.classify import expected_fee
+    from jobs.rules import ChannelRules, ClassifyParams
+
+    params = ClassifyParams(day="2026-11-20", window_starts={},
+                            rules={"ch": ChannelRules(fee_rate=Decimal(rate), fee_rounding=rounding)})
+    amounts = ["0.01", "0.50", "0.83", "1.00", "12.50", "83.33", "99999.99", "12345678.91", "9999999999.99",
+               "123456789012.35", "999999999999999.99"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (channel VARCHAR, txn_type VARCHAR, amount DECIMAL(18,2), coupon DECIMAL(18,2))")
+    cases = [(a, c, t) for a in amounts for c in (None, "0.17") for t in ("PAYMENT", "REFUND")]
+    con.executemany("INSERT INTO t VALUES ('ch', ?, ?, ?)", [(t, a, c) for a, c, t in cases])
+    got = con.execute(f"SELECT {expected_fee(params, 'amount', 'coupon')} FROM t").fetchall()
+    for (amount, coupon, txn), (fee,) in zip(cases, got):
+        base = (Decimal(amount) - Decimal(coupon or 0)) * Decimal(rate)
+        want = base.quantize(Decimal("0.01"), rounding=getattr(decimal, ROUNDINGS[rounding]))
+        want = want if txn == "PAYMENT" else -want
+        assert fee == want, (amount, coupon, txn)
