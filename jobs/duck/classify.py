@@ -14,29 +14,13 @@ key in one hash aggregate and classifies each key once: the facts are the same, 
 
 from __future__ import annotations
 
-from decimal import Decimal
-
+from jobs.duck.expressions import MONEY, _in, _t, by_channel, expected_fee, fee_off, lit
+from jobs.duck.read import DETAIL_ONLY, details_from_parquet
 from jobs.rules import (BREAKS, CARRIED_AS, FINAL, FINAL_ONE_SIDED, NO_WINDOW, ONE_CHANNEL, ONE_LOCAL, ONE_SIDED,
                         ONE_SIDED_OUTCOME, PAIR, PAIR_OUTCOME, RECORD, SIDE_RANK, ClassifyParams)
 from schemas.outputs import RESOLUTIONS
 
-MONEY = "DECIMAL(18,2)"
-RATE = "DECIMAL(12,8)"
 DETAILS = ("merchant_id", "channel_txn_id", "txn_time", "payer_id", "bank", "source_file")
-
-
-def lit(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, Decimal)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _in(values) -> str:
-    return "(" + ", ".join(lit(v) for v in values) + ")"
 
 
 def compiled(table, facts: dict[str, str], values: dict[str, str] | None = None) -> str:
@@ -56,72 +40,6 @@ def compiled(table, facts: dict[str, str], values: dict[str, str] | None = None)
     return "CASE " + " ".join(whens) + " END"
 
 
-def by_channel(mapping: dict, default: str, column: str = "channel") -> str:
-    """A per-channel value as one CASE (few channels)."""
-    if not mapping:
-        return default
-    return ("CASE " + " ".join(f"WHEN {column} = {lit(k)} THEN {v}" for k, v in sorted(mapping.items()))
-            + f" ELSE {default} END")
-
-
-def _round(value: str, rule: str) -> str:
-    """``value`` rounded to the cent by a fee rounding rule, exactly (decimals, never DOUBLE)."""
-    if rule == "HALF_EVEN":
-        y = f"(({value}) * 100)"
-        f = f"floor({y})"
-        return (f"(CASE WHEN {y} - {f} > 0.5 THEN {f} + 1 WHEN {y} - {f} < 0.5 THEN {f} "
-                f"WHEN {f} % 2 = 0 THEN {f} ELSE {f} + 1 END) * 0.01")
-    if rule in ("DOWN", "UP"):  # toward / away from zero, at the cent
-        step = "floor" if rule == "DOWN" else "ceil"
-        return f"CAST(sign({value}) * {step}(abs({value}) * 100) * 0.01 AS {MONEY})"
-    return f"round({value}, 2)"
-
-
-def expected_fee(params: ClassifyParams, amount: str, coupon: str) -> str:
-    """SQL: the contracted fee of a channel record, its channel's rate and rounding, negative for a refund; null
-    without a rate (jobs.rules: fees)."""
-    sign = "CASE WHEN txn_type = 'PAYMENT' THEN 1 ELSE -1 END"
-    base = f"(({amount}) - coalesce({coupon}, 0))"
-
-    def rated(r) -> str:
-        exact = f"CAST({_round(f'{base} * CAST({lit(r.fee_rate)} AS {RATE})', r.fee_rounding)} * {sign} AS {MONEY})"
-        narrow = _narrow_rate(r.fee_rate)
-        if narrow is None:
-            return exact
-        # the same value in 64-bit decimals, where the amount is small enough (128-bit products cost 5x)
-        width, rate = narrow
-        fast = (f"CAST({_round(f'CAST({base} AS DECIMAL({width},2)) * {rate}', r.fee_rounding)} * {sign} "
-                f"AS {MONEY})")
-        return f"CASE WHEN abs({base}) < {10 ** (width - 2)} THEN {fast} ELSE {exact} END"
-
-    return by_channel({k: rated(r) for k, r in params.rules.items() if r.fee_rate is not None},
-                      f"CAST(NULL AS {MONEY})")
-
-
-def _narrow_rate(rate: Decimal) -> tuple[int, str] | None:
-    """(the amount's width, the rate as a narrow SQL decimal) such that amount x rate is a 64-bit decimal
-    (width + the rate's digits <= 18) with room for amounts of 10 billion; None for a rate with more digits."""
-    sign, digits, exponent = Decimal(rate).normalize().as_tuple()
-    scale = max(0, -exponent)
-    precision = max(len(digits) + max(0, exponent), scale, 1)
-    width = 18 - precision
-    if width < 12:
-        return None
-    return width, f"CAST({format(Decimal(rate), 'f')} AS DECIMAL({precision},{scale}))"
-
-
-def fee_off(params: ClassifyParams, expected: str, fee: str) -> str:
-    """Whether a channel record's fee is off its ``expected`` one by more than its channel's tolerance (never,
-    without a rate)."""
-    tol = by_channel({k: f"CAST({lit(r.fee_tolerance)} AS {MONEY})" for k, r in params.rules.items()},
-                     f"CAST(0.01 AS {MONEY})")
-    return f"({expected} IS NOT NULL AND abs({fee} - {expected}) > {tol})"
-
-
-def _t(col: str) -> str:
-    return f"coalesce({col}, '')"
-
-
 SRC_BITS = 40  # a record's id: its input table (0 local_in, 1 std_in, 2 open_in, 3 hist_in) << 40 | its rowid there
 SOURCES = ("local_in", "std_in", "open_in", "hist_in")
 
@@ -136,58 +54,63 @@ def _rank(side: str, ok: str, carried: str) -> str:
     return f"({side_rank} + CASE WHEN ({side} = 'CHANNEL' AND {ok}) OR ({side} <> 'CHANNEL' AND {carried}) THEN 0 ELSE 1 END)"
 
 
+def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tuple[str, int], tuple[str, str]]:
+    """(side, source) -> (the select list of a side's record over input table SOURCES[source] as ``x``, the
+    condition that makes it one): what the views ``crec`` and ``lrec`` unite, and what ``_rows`` computes again
+    for the few records it lists."""
+    d = lit(params.day)
+    scope = _in(available) if available else "('')"
+    common = ("channel", "txn_type", "order_no", "refund_no", "status", "currency")
+    files = con.execute("SELECT source_file, fid FROM fids").fetchall()
+    # the file's id: a CASE over the few statement files (a join costs more)
+    if not files or len(files) > 256:
+        fid = "(SELECT f.fid FROM fids f WHERE f.source_file = coalesce(x.source_file, ''))"
+    else:
+        fid = ("CASE coalesce(x.source_file, '') " + " ".join(f"WHEN {lit(n)} THEN {int(h)}" for n, h in files)
+               + " END")
+    keys = ", ".join(f"{_t('x.' + c)} AS {c}" for c in common)
+    ok_rank = "CASE WHEN x.status = 'SUCCESS' THEN 0 ELSE 1 END"
+    carried_as = "coalesce(nullif(x.carried_as, ''), 'PENDING_CUTOFF')"
+    return {
+        ("CHANNEL", 1): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {_t('x.channel_refund_id')} AS channel_refund_id,
+            x.source_line, {fid} AS fid, {_t('x.txn_time')} AS time, {d} AS first_seen, false AS carried,
+            '' AS carried_as, {ok_rank} AS rank, {_rid(1, 'x')} AS rid""", "true"),
+        ("CHANNEL", 2): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {_t('x.channel_refund_id')} AS channel_refund_id,
+            x.source_line, {fid} AS fid, x.txn_time AS time, {_t('x.first_seen')} AS first_seen, true AS carried,
+            {carried_as} AS carried_as, {ok_rank} AS rank, {_rid(2, 'x')} AS rid""",
+                         f"x.channel IN {scope} AND x.side = 'CHANNEL'"),
+        ("LOCAL", 0): (f"""{keys}, CAST(x.amount AS {MONEY}) AS amount,
+            coalesce(nullif(x.paid_at, ''), x.created_at, '') AS time, {d} AS first_seen, false AS carried,
+            '' AS carried_as, 3 AS rank, {_rid(0, 'x')} AS rid, '' AS channel_refund_id,
+            CAST(NULL AS BIGINT) AS fid, CAST(NULL AS BIGINT) AS source_line""", f"x.channel IN {scope}"),
+        ("LOCAL", 2): (f"""{keys}, x.amount, coalesce(nullif(x.paid_at, ''), x.created_at) AS time,
+            {_t('x.first_seen')} AS first_seen, true AS carried, {carried_as} AS carried_as, 2 AS rank,
+            {_rid(2, 'x')} AS rid, {_t('x.channel_refund_id')} AS channel_refund_id, {fid} AS fid, x.source_line""",
+                       f"x.channel IN {scope} AND x.side = 'LOCAL'"),
+        ("HIST", 3): (f"""{keys}, x.amount, {_t('x.channel_refund_id')} AS channel_refund_id, x.source_line,
+            {fid} AS fid, {_t('x.txn_time')} AS time""", "x.status = 'SUCCESS'"),
+    }
+
+
 def create_views(con, params: ClassifyParams, available: list[str]) -> None:
     """The records of the date as views over the input tables, one per side (nothing is copied):
     ``crec`` the channel side (today's statements and carried channel items), ``lrec`` the local side (today's
     export and carried local items), ``held`` the export's records of channels not reconciled in this run and
     ``hrec`` the lookback's SUCCESS channel records (order facts only). A record's ``rid`` finds it again."""
-    d = lit(params.day)
     scope = _in(available) if available else "('')"
-    common = ("channel", "txn_type", "order_no", "refund_no", "status", "currency")
-    files = con.execute("SELECT source_file, fid FROM fids").fetchall()
+    selects = record_selects(con, params, available)
 
-    def fid(alias: str) -> str:  # the file's id: a CASE over the few statement files (a join costs more)
-        if not files or len(files) > 256:
-            return f"(SELECT f.fid FROM fids f WHERE f.source_file = coalesce({alias}.source_file, ''))"
-        return (f"CASE coalesce({alias}.source_file, '') "
-                + " ".join(f"WHEN {lit(n)} THEN {int(h)}" for n, h in files) + " END")
+    def union(side: str) -> str:
+        return " UNION ALL BY NAME ".join(f"SELECT {cols} FROM {SOURCES[src]} x WHERE {where}"
+                                          for (s, src), (cols, where) in selects.items() if s == side)
 
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW crec AS
-        SELECT {", ".join(f"{_t('s.' + c)} AS {c}" for c in common)}, s.amount, s.fee, s.coupon_amount,
-               {_t('s.channel_refund_id')} AS channel_refund_id, s.source_line, {fid('s')} AS fid,
-               {_t('s.txn_time')} AS time,
-               {d} AS first_seen, false AS carried, '' AS carried_as,
-               CASE WHEN s.status = 'SUCCESS' THEN 0 ELSE 1 END AS rank, {_rid(1, 's')} AS rid
-        FROM std_in s
-        UNION ALL
-        SELECT {", ".join(f"{_t('o.' + c)} AS {c}" for c in common)}, o.amount, o.fee, o.coupon_amount,
-               {_t('o.channel_refund_id')}, o.source_line, {fid('o')}, o.txn_time, {_t('o.first_seen')}, true,
-               coalesce(nullif(o.carried_as, ''), 'PENDING_CUTOFF'), CASE WHEN o.status = 'SUCCESS' THEN 0 ELSE 1 END,
-               {_rid(2, 'o')}
-        FROM open_in o WHERE o.channel IN {scope} AND o.side = 'CHANNEL'""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW lrec AS
-        SELECT {", ".join(f"{_t('l.' + c)} AS {c}" for c in common)}, CAST(l.amount AS {MONEY}) AS amount,
-               coalesce(nullif(l.paid_at, ''), l.created_at, '') AS time, {d} AS first_seen, false AS carried,
-               '' AS carried_as, 3 AS rank, {_rid(0, 'l')} AS rid, '' AS channel_refund_id,
-               CAST(NULL AS BIGINT) AS fid, CAST(NULL AS BIGINT) AS source_line
-        FROM local_in l WHERE l.channel IN {scope}
-        UNION ALL
-        SELECT {", ".join(f"{_t('o.' + c)} AS {c}" for c in common)}, o.amount,
-               coalesce(nullif(o.paid_at, ''), o.created_at), {_t('o.first_seen')}, true,
-               coalesce(nullif(o.carried_as, ''), 'PENDING_CUTOFF'), 2, {_rid(2, 'o')},
-               {_t('o.channel_refund_id')}, {fid('o')}, o.source_line
-        FROM open_in o WHERE o.channel IN {scope} AND o.side = 'LOCAL'""")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW crec AS {union('CHANNEL')}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW lrec AS {union('LOCAL')}")
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW held AS
         SELECT {_t('channel')} AS channel, CAST(amount AS {MONEY}) AS amount FROM local_in
         WHERE channel IS NULL OR channel NOT IN {scope}""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW hrec AS
-        SELECT {", ".join(f"{_t('h.' + c)} AS {c}" for c in common)}, h.amount, {_t('h.channel_refund_id')}
-               AS channel_refund_id, h.source_line, {fid('h')} AS fid, {_t('h.txn_time')} AS time
-        FROM hist_in h WHERE h.status = 'SUCCESS'""")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW hrec AS {union('HIST')}")
 
 
 def _nulls_first(col: str, default: str) -> str:
@@ -252,7 +175,7 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
     _pairs(con, params, len(available) > 1)
     _extras(con, params)
     _totals(con)
-    _rows(con)
+    _rows(con, params, available)
 
 
 def _order_facts(con, channels: bool) -> None:
@@ -422,7 +345,7 @@ def _totals(con) -> None:
         GROUP BY ALL""")
 
 
-def _rows(con) -> None:
+def _rows(con, params: ClassifyParams, available: list[str]) -> None:
     """``rows``: every record that carries a discrepancy row, is carried to D+1 or is a local duplicate, as the
     whole record (fetched again from its input table by its rid) with its outcome; ``rn_side`` 1 for a primary."""
     carried = _in(("PENDING_CUTOFF", *BREAKS))
@@ -447,24 +370,39 @@ def _rows(con) -> None:
                   + " ELSE 'INTEGRITY_FAILURE' END AS resolution")
     blank = ", ".join(f"'' AS {n}" for n in DETAILS)
     parts = []
-    for src, table in enumerate(SOURCES[:3]):
-        view = "crec" if src == 1 else "lrec" if src == 0 else None
-        # the record as the classification saw it, from its side's view (by rid); its details from its table
-        for side_view, side in (("crec", "CHANNEL"), ("lrec", "LOCAL")):
-            if view is not None and view != side_view:
-                continue
-            details = blank if (src == 0) else ", ".join(f"{_t('t.' + n)} AS {n}" for n in DETAILS)
-            created = ("coalesce(t.created_at, '') AS created_at, coalesce(t.paid_at, '') AS paid_at" if src != 1
-                       else "'' AS created_at, '' AS paid_at")
-            fee = "r.fee, r.coupon_amount, r.channel_refund_id, r.source_line" if side == "CHANNEL" else \
-                f"CAST(NULL AS {MONEY}) AS fee, CAST(NULL AS {MONEY}) AS coupon_amount, '' AS channel_refund_id, " \
-                "CAST(NULL AS BIGINT) AS source_line"
-            parts.append(f"""
-                SELECT {lit(side)} AS side, r.channel, r.txn_type, r.order_no, r.refund_no, r.status, r.currency,
-                       r.amount, {fee}, r.time, r.first_seen, r.carried, r.carried_as, {details},
-                       {created},
-                       k.* EXCLUDE (side, rid), {resolution}
-                FROM picked k JOIN {side_view} r ON r.rid = k.rid AND k.side = {lit(side)}
-                JOIN {table} t ON t.rowid = k.rid - {src << SRC_BITS}
-                WHERE k.rid >= {src << SRC_BITS} AND k.rid < {(src + 1) << SRC_BITS}""")
+    for (side, src), (cols, where) in record_selects(con, params, available).items():
+        if side == "HIST":
+            continue
+        table, base = SOURCES[src], src << SRC_BITS
+        # the record as the classification saw it (its side's select list), computed again for the picked records
+        # only; its details from its table (and, read from a Parquet copy, from the copy)
+        ids = (f"SELECT rid - {base} FROM picked WHERE side = {lit(side)} AND rid >= {base} "
+               f"AND rid < {base + (1 << SRC_BITS)}")
+        details = blank if src == 0 else ", ".join(
+            f"coalesce(r.{n}, d.{n}, '') AS {n}" if src == 1 and n in DETAIL_ONLY else f"{_t('r.' + n)} AS {n}"
+            for n in DETAILS)
+        raw = ", ".join(f"x.{n} AS {n}" for n in {0: ("created_at", "paid_at"), 1: (*DETAILS, "_pq_file", "_pq_row"),
+                                                   2: (*DETAILS, "created_at", "paid_at")}[src])
+        created = ("coalesce(r.created_at, '') AS created_at, coalesce(r.paid_at, '') AS paid_at" if src != 1
+                   else "'' AS created_at, '' AS paid_at")
+        fetched = ""
+        if src == 1:  # the DETAIL_ONLY columns of the picked records read from Parquet, fetched once
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE fetched AS
+                SELECT d.* FROM ({details_from_parquet(con, table)}) d
+                SEMI JOIN (SELECT x._pq_file, x._pq_row FROM {table} x WHERE x.rowid IN ({ids})) p
+                    ON p._pq_file = d._pq_file AND p._pq_row = d._pq_row""")
+            fetched = "LEFT JOIN fetched d ON d._pq_file = r._pq_file AND d._pq_row = r._pq_row"
+        fee = "r.fee, r.coupon_amount, r.channel_refund_id, r.source_line" if side == "CHANNEL" else \
+            f"CAST(NULL AS {MONEY}) AS fee, CAST(NULL AS {MONEY}) AS coupon_amount, '' AS channel_refund_id, " \
+            "CAST(NULL AS BIGINT) AS source_line"
+        parts.append(f"""
+            SELECT {lit(side)} AS side, r.channel, r.txn_type, r.order_no, r.refund_no, r.status, r.currency,
+                   r.amount, {fee}, r.time, r.first_seen, r.carried, r.carried_as, {details},
+                   {created},
+                   k.* EXCLUDE (side, rid), {resolution}
+            FROM picked k
+            JOIN (SELECT {cols}, {raw} FROM {table} x WHERE ({where}) AND x.rowid IN ({ids})) r
+                ON r.rid = k.rid AND k.side = {lit(side)}
+            {fetched}""")
     con.execute("CREATE OR REPLACE TEMP TABLE rows AS " + " UNION ALL BY NAME ".join(parts))

@@ -130,10 +130,18 @@ def _relative(storage: Storage, uri: str) -> str:
 
 # -- the inputs of a date ----------------------------------------------------------------------------------------
 
+# Columns only a listed record shows (never compared): from a Parquet copy they stay on disk, and the few listed
+# records fetch them again by (file, row) (``details_from_parquet``), which costs a fraction of holding them.
+DETAIL_ONLY = ("merchant_id", "channel_txn_id", "payer_id", "bank")
+POINTER_TYPES = {"_pq_file": "INTEGER", "_pq_row": "BIGINT"}
+
+
 def create_standard(con, storage: Storage, name: str, published: list[tuple[str, dt.date]]) -> None:
     """Table ``name``: the standard records of the (channel, date) folders, from their Parquet copies where the
     manifest lists one for every file with the right row count (as ``jobs.reconcile.read_standard``), else
-    from the CSV."""
+    from the CSV. A record read from a Parquet copy holds its DETAIL_ONLY columns as NULL and where to find
+    them (``_pq_file``, its copy's number in table ``{name}_parquet``, and ``_pq_row``); one read from CSV
+    holds them itself (and NULL pointers)."""
     from jobs.reconcile import columnar_copies
 
     parquet, selects = [], []
@@ -148,11 +156,27 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
                          what="a standard file", date=d.isoformat(), channel=ch, read_hint=None,
                          hint=f"standard files are written by `recon normalize`: re-run it for channel {ch} "
                               f"and date {d}")
-        selects.append(f"SELECT * FROM {part}")
+        selects.append(f"SELECT *, CAST(NULL AS INTEGER) AS _pq_file, CAST(NULL AS BIGINT) AS _pq_row FROM {part}")
+    con.execute(f"CREATE OR REPLACE TABLE {name}_parquet (_pq_file INTEGER, path VARCHAR)")
     if parquet:
-        cols = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in STANDARD_TYPES.items())
-        selects.append(f"SELECT {cols} FROM read_parquet({_list(parquet)})")
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS " + (" UNION ALL ".join(selects) or _empty(STANDARD_TYPES)))
+        con.executemany(f"INSERT INTO {name}_parquet VALUES (?, ?)", list(enumerate(parquet)))
+        cols = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' if n in DETAIL_ONLY else f'CAST("{n}" AS {t}) AS "{n}"'
+                         for n, t in STANDARD_TYPES.items())
+        selects.append(f"SELECT {cols}, CAST(file_index AS INTEGER) AS _pq_file, file_row_number AS _pq_row "
+                       f"FROM read_parquet({_list(parquet)})")
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS "
+                + (" UNION ALL ".join(selects) or _empty({**STANDARD_TYPES, **POINTER_TYPES})))
+
+
+def details_from_parquet(con, name: str) -> str:
+    """SQL: (``_pq_file``, ``_pq_row``, the DETAIL_ONLY columns) of the Parquet copies table ``name`` was read
+    from (``create_standard``); no rows without any."""
+    files = [r[0] for r in con.execute(f"SELECT path FROM {name}_parquet ORDER BY _pq_file").fetchall()]
+    cols = ", ".join(f'CAST("{n}" AS VARCHAR) AS "{n}"' for n in DETAIL_ONLY)
+    if not files:
+        return f"SELECT CAST(NULL AS INTEGER) AS _pq_file, CAST(NULL AS BIGINT) AS _pq_row, {cols} WHERE false"
+    return (f"SELECT CAST(file_index AS INTEGER) AS _pq_file, file_row_number AS _pq_row, {cols} "
+            f"FROM read_parquet({_list(files)})")
 
 
 def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str) -> list[str]:

@@ -19,7 +19,7 @@ from core.settings import Settings
 from core.storage import Storage, disk_error
 from jobs import reconcile as shared
 from jobs.duck import read
-from jobs.duck.classify import lit
+from jobs.duck.expressions import lit
 from jobs.duck.write import texts, write_csv
 from jobs.rules import CARRIED_CATEGORIES, LOCAL_DUPLICATE_KEY
 from jobs.sparkhash import content_digest, xxhash64

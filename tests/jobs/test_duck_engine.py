@@ -143,7 +143,7 @@ def test_the_contracted_fee_in_sql_is_exact_for_narrow_and_wide_rates(rate, roun
 
     import duckdb
 
-    from jobs.duck.classify import expected_fee
+    from jobs.duck.expressions import expected_fee
     from jobs.rules import ChannelRules, ClassifyParams
 
     params = ClassifyParams(day="2026-11-20", window_starts={},
