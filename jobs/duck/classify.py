@@ -14,7 +14,7 @@ key in one hash aggregate and classifies each key once: the facts are the same, 
 
 from __future__ import annotations
 
-from jobs.duck.expressions import MONEY, _in, _t, by_channel, expected_fee, fee_off, lit
+from jobs.duck.expressions import MONEY, blank_if_null, by_channel, expected_fee, fee_off, lit, sql_in
 from jobs.duck.read import DETAIL_ONLY, details_from_parquet
 from jobs.rules import (BREAKS, CARRIED_AS, FINAL, FINAL_ONE_SIDED, NO_WINDOW, ONE_CHANNEL, ONE_LOCAL, ONE_SIDED,
                         ONE_SIDED_OUTCOME, PAIR, PAIR_OUTCOME, RECORD, SIDE_RANK, ClassifyParams)
@@ -59,7 +59,7 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
     condition that makes it one): what the views ``crec`` and ``lrec`` unite, and what ``_rows`` computes again
     for the few records it lists."""
     d = lit(params.day)
-    scope = _in(available) if available else "('')"
+    scope = sql_in(available) if available else "('')"
     common = ("channel", "txn_type", "order_no", "refund_no", "status", "currency")
     files = con.execute("SELECT source_file, fid FROM fids").fetchall()
     # the file's id: a CASE over the few statement files (a join costs more)
@@ -68,15 +68,15 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
     else:
         fid = ("CASE coalesce(x.source_file, '') " + " ".join(f"WHEN {lit(n)} THEN {int(h)}" for n, h in files)
                + " END")
-    keys = ", ".join(f"{_t('x.' + c)} AS {c}" for c in common)
+    keys = ", ".join(f"{blank_if_null('x.' + c)} AS {c}" for c in common)
     ok_rank = "CASE WHEN x.status = 'SUCCESS' THEN 0 ELSE 1 END"
     carried_as = "coalesce(nullif(x.carried_as, ''), 'PENDING_CUTOFF')"
     return {
-        ("CHANNEL", 1): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {_t('x.channel_refund_id')} AS channel_refund_id,
-            x.source_line, {fid} AS fid, {_t('x.txn_time')} AS time, {d} AS first_seen, false AS carried,
+        ("CHANNEL", 1): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {blank_if_null('x.channel_refund_id')} AS channel_refund_id,
+            x.source_line, {fid} AS fid, {blank_if_null('x.txn_time')} AS time, {d} AS first_seen, false AS carried,
             '' AS carried_as, {ok_rank} AS rank, {_rid(1, 'x')} AS rid""", "true"),
-        ("CHANNEL", 2): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {_t('x.channel_refund_id')} AS channel_refund_id,
-            x.source_line, {fid} AS fid, x.txn_time AS time, {_t('x.first_seen')} AS first_seen, true AS carried,
+        ("CHANNEL", 2): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {blank_if_null('x.channel_refund_id')} AS channel_refund_id,
+            x.source_line, {fid} AS fid, x.txn_time AS time, {blank_if_null('x.first_seen')} AS first_seen, true AS carried,
             {carried_as} AS carried_as, {ok_rank} AS rank, {_rid(2, 'x')} AS rid""",
                          f"x.channel IN {scope} AND x.side = 'CHANNEL'"),
         ("LOCAL", 0): (f"""{keys}, CAST(x.amount AS {MONEY}) AS amount,
@@ -84,21 +84,20 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
             '' AS carried_as, 3 AS rank, {_rid(0, 'x')} AS rid, '' AS channel_refund_id,
             CAST(NULL AS BIGINT) AS fid, CAST(NULL AS BIGINT) AS source_line""", f"x.channel IN {scope}"),
         ("LOCAL", 2): (f"""{keys}, x.amount, coalesce(nullif(x.paid_at, ''), x.created_at) AS time,
-            {_t('x.first_seen')} AS first_seen, true AS carried, {carried_as} AS carried_as, 2 AS rank,
-            {_rid(2, 'x')} AS rid, {_t('x.channel_refund_id')} AS channel_refund_id, {fid} AS fid, x.source_line""",
+            {blank_if_null('x.first_seen')} AS first_seen, true AS carried, {carried_as} AS carried_as, 2 AS rank,
+            {_rid(2, 'x')} AS rid, {blank_if_null('x.channel_refund_id')} AS channel_refund_id, {fid} AS fid, x.source_line""",
                        f"x.channel IN {scope} AND x.side = 'LOCAL'"),
-        ("HIST", 3): (f"""{keys}, x.amount, {_t('x.channel_refund_id')} AS channel_refund_id, x.source_line,
-            {fid} AS fid, {_t('x.txn_time')} AS time""", "x.status = 'SUCCESS'"),
+        ("HIST", 3): (f"""{keys}, x.amount, {blank_if_null('x.channel_refund_id')} AS channel_refund_id, x.source_line,
+            {fid} AS fid, {blank_if_null('x.txn_time')} AS time""", "x.status = 'SUCCESS'"),
     }
 
 
-def create_views(con, params: ClassifyParams, available: list[str]) -> None:
+def create_views(con, selects: dict[tuple[str, int], tuple[str, str]], available: list[str]) -> None:
     """The records of the date as views over the input tables, one per side (nothing is copied):
     ``crec`` the channel side (today's statements and carried channel items), ``lrec`` the local side (today's
     export and carried local items), ``held`` the export's records of channels not reconciled in this run and
     ``hrec`` the lookback's SUCCESS channel records (order facts only). A record's ``rid`` finds it again."""
-    scope = _in(available) if available else "('')"
-    selects = record_selects(con, params, available)
+    scope = sql_in(available) if available else "('')"
 
     def union(side: str) -> str:
         return " UNION ALL BY NAME ".join(f"SELECT {cols} FROM {SOURCES[src]} x WHERE {where}"
@@ -108,7 +107,7 @@ def create_views(con, params: ClassifyParams, available: list[str]) -> None:
     con.execute(f"CREATE OR REPLACE TEMP VIEW lrec AS {union('LOCAL')}")
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW held AS
-        SELECT {_t('channel')} AS channel, CAST(amount AS {MONEY}) AS amount FROM local_in
+        SELECT {blank_if_null('channel')} AS channel, CAST(amount AS {MONEY}) AS amount FROM local_in
         WHERE channel IS NULL OR channel NOT IN {scope}""")
     con.execute(f"CREATE OR REPLACE TEMP VIEW hrec AS {union('HIST')}")
 
@@ -143,7 +142,8 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
     PRIMARY_ORDER) meet in one hash join by key, the pair is classified once per key, and the few records that
     are not their side's primary (``extras``) get their own category; held records never meet anything.
     """
-    create_views(con, params, available)
+    selects = record_selects(con, params, available)
+    create_views(con, selects, available)
     for side, fields, extra in (("c", _C_FIELDS, ", count(*) FILTER (WHERE status = 'SUCCESS') AS n_ok"),
                                 ("l", _L_FIELDS, ", 0 AS n_ok")):
         view = f"{side}rec"
@@ -175,7 +175,7 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
     _pairs(con, params, len(available) > 1)
     _extras(con, params)
     _totals(con)
-    _rows(con, params, available)
+    _rows(con, selects)
 
 
 def _order_facts(con, channels: bool) -> None:
@@ -232,11 +232,11 @@ def _lone() -> dict[str, str]:
 
 def _carried_break() -> str:
     lone = _lone()
-    return f"({lone['carried']}) AND ({lone['carried_as']}) IN {_in(BREAKS)}"
+    return f"({lone['carried']}) AND ({lone['carried_as']}) IN {sql_in(BREAKS)}"
 
 
 def _is_one_sided() -> str:
-    return f"pair IN {_in((ONE_LOCAL, ONE_CHANNEL))}"
+    return f"pair IN {sql_in((ONE_LOCAL, ONE_CHANNEL))}"
 
 
 def _any_carried() -> str:
@@ -296,7 +296,7 @@ def _pairs(con, params: ClassifyParams, channels: bool) -> None:
                c_fee, l_carried, l_amount, category, age_days, emits_c, emits_l,
                CASE WHEN kept THEN {{{", ".join(f"'{f}': {f}" for f in _FACTS)},
                            'expected_fee': CASE WHEN category = 'FEE_MISMATCH' THEN c_expected_fee END}} END AS x
-        FROM (SELECT *, emits_c OR emits_l OR category IN {_in(('PENDING_CUTOFF', *BREAKS))} OR n_channel > 1
+        FROM (SELECT *, emits_c OR emits_l OR category IN {sql_in(('PENDING_CUTOFF', *BREAKS))} OR n_channel > 1
                         OR n_local > 1 AS kept FROM emitting)""")
 
 
@@ -345,10 +345,10 @@ def _totals(con) -> None:
         GROUP BY ALL""")
 
 
-def _rows(con, params: ClassifyParams, available: list[str]) -> None:
+def _rows(con, selects: dict[tuple[str, int], tuple[str, str]]) -> None:
     """``rows``: every record that carries a discrepancy row, is carried to D+1 or is a local duplicate, as the
     whole record (fetched again from its input table by its rid) with its outcome; ``rn_side`` 1 for a primary."""
-    carried = _in(("PENDING_CUTOFF", *BREAKS))
+    carried = sql_in(("PENDING_CUTOFF", *BREAKS))
     own = ", ".join(f"p.{f}" for f in ("n_channel", "n_local", "n_channel_ok", "category", "age_days"))
     kept = ", ".join(f"p.x.{f} AS {f}" for f in ("multi_channel", "paid_amount", "refunded_total", "over_refund",
                                                  "expected_fee"))
@@ -370,7 +370,7 @@ def _rows(con, params: ClassifyParams, available: list[str]) -> None:
                   + " ELSE 'INTEGRITY_FAILURE' END AS resolution")
     blank = ", ".join(f"'' AS {n}" for n in DETAILS)
     parts = []
-    for (side, src), (cols, where) in record_selects(con, params, available).items():
+    for (side, src), (cols, where) in selects.items():
         if side == "HIST":
             continue
         table, base = SOURCES[src], src << SRC_BITS
@@ -379,7 +379,7 @@ def _rows(con, params: ClassifyParams, available: list[str]) -> None:
         ids = (f"SELECT rid - {base} FROM picked WHERE side = {lit(side)} AND rid >= {base} "
                f"AND rid < {base + (1 << SRC_BITS)}")
         details = blank if src == 0 else ", ".join(
-            f"coalesce(r.{n}, d.{n}, '') AS {n}" if src == 1 and n in DETAIL_ONLY else f"{_t('r.' + n)} AS {n}"
+            f"coalesce(r.{n}, d.{n}, '') AS {n}" if src == 1 and n in DETAIL_ONLY else f"{blank_if_null('r.' + n)} AS {n}"
             for n in DETAILS)
         raw = ", ".join(f"x.{n} AS {n}" for n in {0: ("created_at", "paid_at"), 1: (*DETAILS, "_pq_file", "_pq_row"),
                                                    2: (*DETAILS, "created_at", "paid_at")}[src])

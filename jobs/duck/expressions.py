@@ -21,7 +21,7 @@ def lit(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _in(values) -> str:
+def sql_in(values) -> str:
     return "(" + ", ".join(lit(v) for v in values) + ")"
 
 
@@ -87,5 +87,5 @@ def fee_off(params: ClassifyParams, expected: str, fee: str) -> str:
     return f"({expected} IS NOT NULL AND abs({fee} - {expected}) > {tol})"
 
 
-def _t(col: str) -> str:
+def blank_if_null(col: str) -> str:
     return f"coalesce({col}, '')"

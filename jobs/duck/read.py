@@ -67,8 +67,8 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
                      with_file: bool = False, read_hint: str | None = "") -> None:
     """Table ``name`` with ``types``' columns (in that order) of the CSV files ``paths`` (relative to the root),
     matched by header name. ``casts``: column -> SQL of the text column ``v`` instead of a plain cast.
-    ``with_file`` adds ``recon_file_id``, the file's number in table ``{name}_files`` (``recon_file``: its URI,
-    what the export checks name; a number per row, not the URI, as the rows are millions). ``read_hint``: what to
+    ``with_file`` adds ``recon_file_id``, the file's ``file_no`` in table ``{name}_files`` (``file_table``: its
+    URI is what the export checks name; a number per row, not the URI, as the rows are millions). ``read_hint``: what to
     do when a file cannot be parsed (default ``hint``; None: by the kind of file, as jobs/read_errors.py says)."""
     groups = inputs.group_by_header(storage, paths, list(types), what=what, hint=hint, date=date, channel=channel)
     selects, numbered = [], []
@@ -82,7 +82,7 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
                 numbered.append(uri)
             selects.append(f"SELECT {', '.join(cols)} FROM {_csv_source([path], header)}")
     if with_file:
-        file_table(con, name, numbered)
+        file_table(con, f"{name}_files", numbered)
     if not selects:
         selects = [_empty(types) if not with_file else
                    f"SELECT *, CAST(NULL AS INTEGER) AS recon_file_id FROM ({_empty(types)})"]
@@ -91,11 +91,12 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
         hint=hint if read_hint == "" else read_hint, storage=storage, paths=list(paths))
 
 
-def file_table(con, name: str, uris: list[str]) -> None:
-    """Table ``{name}_files``: (``recon_file_id``, ``recon_file``) of the files of table ``name``."""
-    con.execute(f"CREATE OR REPLACE TABLE {name}_files (recon_file_id INTEGER, recon_file VARCHAR)")
-    if uris:
-        con.executemany(f"INSERT INTO {name}_files VALUES (?, ?)", list(enumerate(uris)))
+def file_table(con, table: str, paths: list[str]) -> None:
+    """Table ``table``: (``file_no``, ``path``) of the files a table was read from, numbered in order: what its
+    rows hold instead of the path."""
+    con.execute(f"CREATE OR REPLACE TABLE {table} (file_no INTEGER, path VARCHAR)")
+    if paths:
+        con.executemany(f"INSERT INTO {table} VALUES (?, ?)", list(enumerate(paths)))
 
 
 def run(con, sql: str, *, what: str, hint: str | None, file: str | None = None, date: str | None = None,
@@ -140,7 +141,7 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
     """Table ``name``: the standard records of the (channel, date) folders, from their Parquet copies where the
     manifest lists one for every file with the right row count (as ``jobs.reconcile.read_standard``), else
     from the CSV. A record read from a Parquet copy holds its DETAIL_ONLY columns as NULL and where to find
-    them (``_pq_file``, its copy's number in table ``{name}_parquet``, and ``_pq_row``); one read from CSV
+    them (``_pq_file``, its copy's ``file_no`` in table ``{name}_parquet``, and ``_pq_row``); one read from CSV
     holds them itself (and NULL pointers)."""
     from jobs.reconcile import columnar_copies
 
@@ -157,9 +158,8 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
                          hint=f"standard files are written by `recon normalize`: re-run it for channel {ch} "
                               f"and date {d}")
         selects.append(f"SELECT *, CAST(NULL AS INTEGER) AS _pq_file, CAST(NULL AS BIGINT) AS _pq_row FROM {part}")
-    con.execute(f"CREATE OR REPLACE TABLE {name}_parquet (_pq_file INTEGER, path VARCHAR)")
+    file_table(con, f"{name}_parquet", parquet)
     if parquet:
-        con.executemany(f"INSERT INTO {name}_parquet VALUES (?, ?)", list(enumerate(parquet)))
         cols = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' if n in DETAIL_ONLY else f'CAST("{n}" AS {t}) AS "{n}"'
                          for n, t in STANDARD_TYPES.items())
         selects.append(f"SELECT {cols}, CAST(file_index AS INTEGER) AS _pq_file, file_row_number AS _pq_row "
@@ -171,7 +171,7 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
 def details_from_parquet(con, name: str) -> str:
     """SQL: (``_pq_file``, ``_pq_row``, the DETAIL_ONLY columns) of the Parquet copies table ``name`` was read
     from (``create_standard``); no rows without any."""
-    files = [r[0] for r in con.execute(f"SELECT path FROM {name}_parquet ORDER BY _pq_file").fetchall()]
+    files = [r[0] for r in con.execute(f"SELECT path FROM {name}_parquet ORDER BY file_no").fetchall()]
     cols = ", ".join(f'CAST("{n}" AS VARCHAR) AS "{n}"' for n in DETAIL_ONLY)
     if not files:
         nulls = ", ".join(f'CAST(NULL AS VARCHAR) AS "{n}"' for n in DETAIL_ONLY)
@@ -182,7 +182,7 @@ def details_from_parquet(con, name: str) -> str:
 
 def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str) -> list[str]:
     """Table ``name``: D's export as read (LocalRecord columns, ``amount`` as text for a CSV export, and
-    ``recon_file_id``, the file's number in ``{name}_files``); returns the files' paths. ``check_amounts`` checks
+    ``recon_file_id``, the file's ``file_no`` in ``{name}_files``); returns the files' paths. ``check_amounts`` checks
     it."""
     from jobs.local_orders import local_export_files
 
@@ -194,7 +194,7 @@ def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date
         inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=hint, date=d)
         cols = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in LOCAL_TYPES.items())
         files = [local_file(storage, p) for p in paths]
-        file_table(con, name, [storage.uri(p) for p in paths])
+        file_table(con, f"{name}_files", [storage.uri(p) for p in paths])
         selects = " UNION ALL ".join(f"SELECT {cols}, {i} AS recon_file_id FROM read_parquet({_list([f])})"
                                      for i, f in enumerate(files))
         run(con, f"CREATE OR REPLACE TABLE {name} AS {selects}", what=what, hint=hint, date=d)
@@ -216,7 +216,7 @@ def check_amounts(con, name: str, day: dt.date, hint: str) -> None:
     if con.execute(f"SELECT typeof(amount) FROM {name} LIMIT 1").fetchone() in (None, (MONEY,)):
         return  # Parquet: typed by its writer
     bad = con.execute(f"""
-        SELECT order_no, refund_no, channel, f.recon_file, amount FROM {name} JOIN {name}_files f USING (recon_file_id)
+        SELECT order_no, refund_no, channel, f.path, amount FROM {name} JOIN {name}_files f ON f.file_no = recon_file_id
         WHERE amount IS NULL OR NOT regexp_full_match(amount, ?) LIMIT 1""", [CENTS_PATTERN]).fetchone()
     if bad is None:
         return

@@ -166,12 +166,12 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
     when = "coalesce(nullif(paid_at, ''), nullif(created_at, ''))"
     outside = f"({when} IS NOT NULL AND ({when} < {lit(first)} OR {when} >= {lit(end)}))"
     rows = con.execute(f"""
-        SELECT f.recon_file, rows, bad, first, earliest, latest FROM (
+        SELECT f.path, rows, bad, first, earliest, latest FROM (
             SELECT recon_file_id, count(*) AS rows, sum(CASE WHEN {outside} THEN 1 ELSE 0 END) AS bad,
                    min(CASE WHEN {outside} THEN {{'when': {when}, 'order_no': order_no}} END) AS first,
                    min({when}) AS earliest, max({when}) AS latest
-            FROM local_in GROUP BY recon_file_id HAVING bad > 0) JOIN local_in_files f USING (recon_file_id)
-        ORDER BY f.recon_file""").fetchall()
+            FROM local_in GROUP BY recon_file_id HAVING bad > 0) JOIN local_in_files f ON f.file_no = recon_file_id
+        ORDER BY f.path""").fetchall()
     if rows:
         from jobs.local_orders import out_of_day_message
 
