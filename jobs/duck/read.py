@@ -174,8 +174,7 @@ def details_from_parquet(con, name: str) -> str:
     files = [r[0] for r in con.execute(f"SELECT path FROM {name}_parquet ORDER BY file_no").fetchall()]
     cols = ", ".join(f'CAST("{n}" AS VARCHAR) AS "{n}"' for n in DETAIL_ONLY)
     if not files:
-        nulls = ", ".join(f'CAST(NULL AS VARCHAR) AS "{n}"' for n in DETAIL_ONLY)
-        return f"SELECT CAST(NULL AS INTEGER) AS _pq_file, CAST(NULL AS BIGINT) AS _pq_row, {nulls} WHERE false"
+        return _empty({**POINTER_TYPES, **dict.fromkeys(DETAIL_ONLY, "VARCHAR")})
     return (f"SELECT CAST(file_index AS INTEGER) AS _pq_file, file_row_number AS _pq_row, {cols} "
             f"FROM read_parquet({_list(files)})")
 
