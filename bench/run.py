@@ -230,7 +230,8 @@ class Scale:
         self.rows = rows
         self.out = work / f"rows-{rows}"
         self.day = dt.date.fromisoformat(DAY)
-        self.meta = dataset.ensure(self.out, rows, day=self.day, driver_memory=args.driver_memory, jobs=args.jobs)
+        self.meta = dataset.ensure(self.out, rows, day=self.day, driver_memory=args.driver_memory, jobs=args.jobs,
+                                   gzip_bill=args.gzip_bill, duckdb_memory_limit=args.duckdb_memory_limit)
         self.conf = self.out / "conf" / "pipeline.toml"
         self.root = self.out / "root"
         self.logs = work / "logs"
@@ -443,6 +444,10 @@ def main(argv=None) -> int:
     parser.add_argument("--driver-memory", help="spark.driver.memory for every scale (default: 8g, or 40%% of "
                                                 "the RAM on a smaller machine)")
     parser.add_argument("--jobs", type=int, help="processes generating the data (default: all cores)")
+    parser.add_argument("--gzip-bill", action="store_true",
+                        help="the bill gzipped, as WeChat's tar_type=GZIP sends it (for disks too small for 100M keys)")
+    parser.add_argument("--duckdb-memory-limit", help="[engine] memory_limit of the DuckDB engine (e.g. 16GB; "
+                                                      "default: DuckDB's, 80%% of the RAM)")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.rows or [1_000_000]))
     work = args.work.resolve()

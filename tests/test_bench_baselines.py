@@ -51,3 +51,37 @@ def test_the_duckdb_join_refuses_an_amount_it_would_have_to_round(tmp_path):
     with pytest.raises(duckdb.Error, match="local amount: not an amount with at most 2 decimals: 10.005"):
         baseline_duckdb.main(["--standard", str(tmp_path / "s.csv"), "--local", str(tmp_path / "l.csv"),
                               "--out", str(tmp_path / "d.csv")])
+
+
+def test_a_gzipped_bill_is_the_plain_bill_gzipped_and_normalizes_to_the_same_records(tmp_path):
+    """The 100M-key bench writes the bill gzipped (a quarter of the disk); it must be the same bill, and the
+    pipeline (the WeChat normalizer undoes tar_type=GZIP) must make the same standard records of it."""
+    import gzip
+
+    plain = dataset.generate(tmp_path / "plain", 3000, day=DAY, jobs=1, quiet=True)
+    packed = dataset.generate(tmp_path / "gz", 3000, day=DAY, jobs=2, quiet=True, gzip_bill=True)
+    text = (tmp_path / "plain" / plain["bill"]).read_bytes()
+    assert packed["bill"].endswith(".csv.gz") and packed["bill_gzip"] is True
+    assert gzip.decompress((tmp_path / "gz" / packed["bill"]).read_bytes()) == text
+    assert packed["bill_text_bytes"] == plain["bill_text_bytes"] == len(text) > packed["bill_bytes"]
+    for out in ("plain", "gz"):
+        conf = tmp_path / out / "conf" / "pipeline.toml"
+        for stage in ("download", "normalize"):
+            assert run_cli(stage, "--conf", str(conf), "--date", DAY.isoformat()) == 0
+    folder = "root/standard/" + dataset.CHANNEL + "/" + DAY.isoformat()
+    records = {out: sorted((tmp_path / out / folder).glob("[!_]*.csv"))[0].read_bytes() for out in ("plain", "gz")}
+    name = dataset.bill_name(DAY).encode()
+    assert records["gz"].count(name + b".gz,") == plain["bill_rows"]     # source_file names the file as landed
+    assert records["gz"].replace(name + b".gz,", name + b",") == records["plain"]
+
+
+def test_the_generated_conf_raises_the_statement_limit_only_for_bills_past_it(tmp_path):
+    small = tmp_path / "small"
+    dataset.write_conf(small, 1_000_000, {}, duckdb_memory_limit="16GB")
+    assert "max_statement_bytes" not in (small / "conf" / "channels" / "wechatpay.toml").read_text()
+    assert 'memory_limit = "16GB"' in (small / "conf" / "pipeline.toml").read_text()
+    large = tmp_path / "large"
+    dataset.write_conf(large, 100_000_000, {}, gzip_bill=True)
+    channel = (large / "conf" / "channels" / "wechatpay.toml").read_text()
+    assert "max_statement_bytes = 30000000000" in channel and 'filename = "wechatpay_all_{date:%Y%m%d}.csv.gz"' in channel
+    assert "[engine]" not in (large / "conf" / "pipeline.toml").read_text()

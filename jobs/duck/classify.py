@@ -126,8 +126,8 @@ _L_FIELDS = ("rid", "status", "amount", "currency", "time", "carried", "first_se
 _C_FIELDS = (*_L_FIELDS, "fee", "coupon_amount", "channel_refund_id", "fid", "source_line")
 KEY = "channel, txn_type, order_no, refund_no"
 _KEY_COLS = ("channel", "txn_type", "order_no", "refund_no")
-# What ``pairs`` keeps of a key only where a record of it is listed, carried or not its side's primary (``x``):
-# the rest of the pair's facts, for the rows and the extras.
+# What ``kept`` holds beside ``pairs``' columns for a key a record of which is listed, carried or not its side's
+# primary: the rest of the pair's facts, for the rows and the extras.
 _FACTS = ("pair", "multi_channel", "paid_amount", "refunded_total", "over_refund",
           *(f"l_{f}" for f in _L_FIELDS if f not in ("rid", "amount", "carried")),
           *(f"c_{f}" for f in ("status", "currency", "time", "first_seen", "carried_as")))
@@ -147,22 +147,28 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
     for side, fields, extra in (("c", _C_FIELDS, ", count(*) FILTER (WHERE status = 'SUCCESS') AS n_ok"),
                                 ("l", _L_FIELDS, ", 0 AS n_ok")):
         view = f"{side}rec"
-        # keys with more than one record on this side (few), their counts and their primary: found by a hash of
-        # the key first (an 8-byte group instead of four strings), then checked by the key itself
+        # keys with more than one record on this side (few), their counts and their primary: the records whose
+        # key's hash equals a neighbour's in hash order (a sort of 8-byte values: half the time of a hash
+        # aggregate of 10M groups), then grouped by the key itself (a hash can collide)
+        side_name = {"c": "CHANNEL", "l": "LOCAL"}[side]
+        members = f"""
+            SELECT rid FROM (
+                SELECT h, rid, lag(h) OVER w AS prev, lead(h) OVER w AS next
+                FROM (SELECT hash({KEY}) AS h, rid FROM {view}) WINDOW w AS (ORDER BY h))
+            WHERE h = prev OR h = next"""
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {side}dup AS
-            WITH candidates AS (SELECT hash({KEY}) AS h FROM {view} GROUP BY h HAVING count(*) > 1)
             SELECT {KEY}, count(*) AS n{extra}, arg_min(rid, {_SORT_KEY}) AS primary_rid
-            FROM {view} WHERE hash({KEY}) IN (SELECT h FROM candidates)
-            GROUP BY ALL HAVING count(*) > 1""")
+            FROM ({_by_rid(selects, side_name, members)}) GROUP BY ALL HAVING count(*) > 1""")
         cols = ", ".join(f"{f} AS {side}_{f}" for f in fields)
         ok = "CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END" if side == "c" else "0"
+        primaries = _by_rid(selects, side_name, f"SELECT primary_rid FROM {side}dup")
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW {side}prim AS
             SELECT {KEY}, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM {view} ANTI JOIN {side}dup USING ({KEY})
             UNION ALL
             SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in fields)}, d.n, d.n_ok
-            FROM {view} r JOIN {side}dup d ON d.primary_rid = r.rid""")
+            FROM ({primaries}) r JOIN {side}dup d ON d.primary_rid = r.rid""")
     keys = ", ".join(f"coalesce(c.{k}, l.{k}) AS {k}" for k in _KEY_COLS)
     on = " AND ".join(f"c.{k} = l.{k}" for k in _KEY_COLS)
     con.execute(f"""
@@ -172,7 +178,7 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
                {", ".join(f"l.l_{f}" for f in _L_FIELDS)}
         FROM cprim c FULL OUTER JOIN lprim l ON {on}""")
     _order_facts(con, len(available) > 1)
-    _pairs(con, params, len(available) > 1)
+    _pairs(con, params, len(available) > 1, selects)
     _extras(con, params)
     _totals(con)
     _rows(con, selects)
@@ -252,9 +258,10 @@ def _listed(category: str) -> str:
     return f"{category} NOT IN ('MATCHED', 'LOCAL_DUPLICATE_KEY', 'NOT_RECONCILED')"
 
 
-def _pairs(con, params: ClassifyParams, channels: bool) -> None:
-    """``pairs``: per key, the pair's outcome (jobs.rules.PAIR), the primaries' category and age, whether a
-    carried break stays open, and whether each primary carries a row."""
+def _pair_chain(params: ClassifyParams, channels: bool, source: str) -> str:
+    """A WITH chain over ``source`` (a relation with ``keys``' columns) ending in ``emitting``: the pair's facts,
+    its outcome (jobs.rules.PAIR), the primaries' category and age, whether a carried break stays open, whether
+    each primary carries a row (``emits_c``, ``emits_l``) and whether the key is ``kept``."""
     d = lit(params.day)
     is_pay = "txn_type = 'PAYMENT'"
     facts = {
@@ -270,9 +277,9 @@ def _pairs(con, params: ClassifyParams, channels: bool) -> None:
                 f"CASE WHEN n_channel > 0 THEN c_first_seen END) AS DATE), DATE {d})")
     age = f"CASE WHEN {_is_one_sided()} THEN {lone_age} WHEN {_any_carried()} THEN {pair_age} ELSE 0 END"
     category = _record_category(params, held="false", local_extra="false", channel_extra="false", ok="false")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE pairs AS
-        WITH priced AS (SELECT *, {expected_fee(params, 'c_amount', 'c_coupon_amount')} AS c_expected_fee FROM keys),
+    return f"""
+        WITH priced AS (SELECT *, {expected_fee(params, 'c_amount', 'c_coupon_amount')} AS c_expected_fee
+                        FROM {source}),
         facts AS (
             SELECT k.*, {"m.order_no IS NOT NULL" if channels else "false"} AS multi_channel,
                 CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN f.paid END AS paid_amount,
@@ -287,17 +294,58 @@ def _pairs(con, params: ClassifyParams, channels: bool) -> None:
         categorized AS (
             SELECT *, {category} AS category, CAST({age} AS INTEGER) AS age_days,
                    coalesce({_is_one_sided()} AND {_carried_break()}, false) AS still_open FROM paired),
-        emitting AS (
+        listing AS (
             SELECT *, {_listed('category')} AND NOT still_open AS emits_c,
-                   {_listed('category')} AND NOT still_open AND n_channel = 0 AS emits_l FROM categorized)
+                   {_listed('category')} AND NOT still_open AND n_channel = 0 AS emits_l FROM categorized),
+        emitting AS (
+            SELECT *, emits_c OR emits_l OR category IN {sql_in(('PENDING_CUTOFF', *BREAKS))} OR n_channel > 1
+                      OR n_local > 1 AS kept FROM listing)"""
+
+
+_PAIR_COLS = ("n_channel", "n_local", "n_channel_ok", "c_carried", "c_amount", "c_fee", "l_carried", "l_amount",
+              "category", "age_days", "emits_c", "emits_l")
+
+
+def _pairs(con, params: ClassifyParams, channels: bool, selects: dict[tuple[str, int], tuple[str, str]]) -> None:
+    """``pairs``: per key, what the totals need of its pair's outcome (``_pair_chain``), and for a ``kept`` key
+    its order and refund numbers and its primaries' rids; ``kept``: the kept keys (about 1%) with all of their
+    pair's facts, computed again from their primaries (found by rid) through the same chain. Holding the facts
+    for every key cost more than computing them twice for the few kept ones (a 10M-row table of 30 columns)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE pairs AS {_pair_chain(params, channels, 'keys')}
         SELECT channel, txn_type, CASE WHEN kept THEN order_no END AS order_no,
-               CASE WHEN kept THEN refund_no END AS refund_no, n_channel, n_local, n_channel_ok,
-               CASE WHEN kept THEN c_rid END AS c_rid, CASE WHEN kept THEN l_rid END AS l_rid, c_carried, c_amount,
-               c_fee, l_carried, l_amount, category, age_days, emits_c, emits_l,
-               CASE WHEN kept THEN {{{", ".join(f"'{f}': {f}" for f in _FACTS)},
-                           'expected_fee': CASE WHEN category = 'FEE_MISMATCH' THEN c_expected_fee END}} END AS x
-        FROM (SELECT *, emits_c OR emits_l OR category IN {sql_in(('PENDING_CUTOFF', *BREAKS))} OR n_channel > 1
-                        OR n_local > 1 AS kept FROM emitting)""")
+               CASE WHEN kept THEN refund_no END AS refund_no, CASE WHEN kept THEN c_rid END AS c_rid,
+               CASE WHEN kept THEN l_rid END AS l_rid, {", ".join(_PAIR_COLS)}
+        FROM emitting""")
+    primaries = {side: _by_rid(selects, side.upper(), f"SELECT {side[0]}_rid FROM pairs WHERE {side[0]}_rid IS NOT NULL")
+                 for side in ("channel", "local")}
+    kept_keys = f"""
+        SELECT p.channel, p.txn_type, p.order_no, p.refund_no, p.n_channel, p.n_channel_ok, p.n_local,
+               {", ".join(f"c.{f} AS c_{f}" for f in _C_FIELDS)}, {", ".join(f"l.{f} AS l_{f}" for f in _L_FIELDS)}
+        FROM pairs p LEFT JOIN ({primaries['channel']}) c ON c.rid = p.c_rid
+        LEFT JOIN ({primaries['local']}) l ON l.rid = p.l_rid
+        WHERE p.c_rid IS NOT NULL OR p.l_rid IS NOT NULL"""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE kept AS {_pair_chain(params, channels, f'({kept_keys})')}
+        SELECT channel, txn_type, order_no, refund_no, c_rid, l_rid, {", ".join(_PAIR_COLS)}, {", ".join(_FACTS)},
+               CASE WHEN category = 'FEE_MISMATCH' THEN c_expected_fee END AS expected_fee
+        FROM emitting""")
+
+
+def _by_rid(selects: dict[tuple[str, int], tuple[str, str]], side: str, rids: str) -> str:
+    """SQL: the records of ``side`` (as its view computes them) whose rid SQL ``rids`` gives, found by rowid in
+    their input tables."""
+    parts = []
+    for (s, src), (cols, where) in selects.items():
+        if s == side:
+            parts.append(f"SELECT {cols} FROM {SOURCES[src]} x WHERE ({where}) AND x.rowid IN ({_rowids(src, rids)})")
+    return " UNION ALL BY NAME ".join(parts)
+
+
+def _rowids(src: int, rids: str) -> str:
+    """SQL: the rowids in input table SOURCES[src] of the rids SQL ``rids`` gives (its first column)."""
+    base = src << SRC_BITS
+    return f"SELECT r - {base} FROM ({rids}) t(r) WHERE r >= {base} AND r < {base + (1 << SRC_BITS)}"
 
 
 def _extras(con, params: ClassifyParams) -> None:
@@ -309,20 +357,20 @@ def _extras(con, params: ClassifyParams) -> None:
                                 channel_extra="side = 'CHANNEL'", ok="status = 'SUCCESS'")
     pair_facts = ", ".join([f"p.{k}" for k in (*_KEY_COLS, "n_channel", "n_local", "n_channel_ok", "c_rid", "l_rid",
                                                 "c_carried", "c_amount", "l_carried", "l_amount")]
-                           + [f"p.x.{f} AS {f}" for f in (*_FACTS, "expected_fee")])
+                           + [f"p.{f}" for f in (*_FACTS, "expected_fee")])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE extras AS
         WITH extra AS (
             SELECT 'CHANNEL' AS side, r.rid, r.status, r.amount, r.fee, r.carried, r.first_seen, {pair_facts}
             FROM crec r JOIN cdup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
                 AND d.refund_no = r.refund_no AND r.rid <> d.primary_rid
-            JOIN pairs p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
+            JOIN kept p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
                 AND p.refund_no = r.refund_no
             UNION ALL BY NAME
             SELECT 'LOCAL' AS side, r.rid, r.status, r.amount, NULL AS fee, r.carried, r.first_seen, {pair_facts}
             FROM lrec r JOIN ldup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
                 AND d.refund_no = r.refund_no AND r.rid <> d.primary_rid
-            JOIN pairs p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
+            JOIN kept p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
                 AND p.refund_no = r.refund_no)
         SELECT * EXCLUDE (pair), {category} AS category,
                CAST(datediff('day', TRY_CAST(first_seen AS DATE), DATE {d}) AS INTEGER) AS age_days
@@ -349,22 +397,19 @@ def _rows(con, selects: dict[tuple[str, int], tuple[str, str]]) -> None:
     """``rows``: every record that carries a discrepancy row, is carried to D+1 or is a local duplicate, as the
     whole record (fetched again from its input table by its rid) with its outcome; ``rn_side`` 1 for a primary."""
     carried = sql_in(("PENDING_CUTOFF", *BREAKS))
-    own = ", ".join(f"p.{f}" for f in ("n_channel", "n_local", "n_channel_ok", "category", "age_days"))
-    kept = ", ".join(f"p.x.{f} AS {f}" for f in ("multi_channel", "paid_amount", "refunded_total", "over_refund",
-                                                 "expected_fee"))
-    local_primary = "CASE WHEN l_rid IS NOT NULL THEN {" + ", ".join(
-        f"'{f}': " + (f"p.l_{f}" if f in ("amount", "carried") else f"p.x.l_{f}") for f in _L_FIELDS if f != "rid"
-    ) + "} END AS l"
-    facts = f"{own}, {kept}, {local_primary}"
-    extra_facts = f"{own}, {', '.join(f'p.{f}' for f in ('multi_channel', 'paid_amount', 'refunded_total', 'over_refund', 'expected_fee'))}, " \
-        + "CASE WHEN l_rid IS NOT NULL THEN {" + ", ".join(f"'{f}': p.l_{f}" for f in _L_FIELDS if f != "rid") + "} END AS l"
+    # the same facts of a primary (from ``kept``) and of an extra (from ``extras``, which has them of its key)
+    facts = ", ".join(f"p.{f}" for f in ("n_channel", "n_local", "n_channel_ok", "category", "age_days",
+                                         "multi_channel", "paid_amount", "refunded_total", "over_refund",
+                                         "expected_fee")) \
+        + ", CASE WHEN l_rid IS NOT NULL THEN {" + ", ".join(f"'{f}': p.l_{f}" for f in _L_FIELDS if f != "rid") \
+        + "} END AS l"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE picked AS
-        SELECT 'CHANNEL' AS side, c_rid AS rid, 1 AS rn_side, emits_c AS emits, {facts} FROM pairs p
+        SELECT 'CHANNEL' AS side, c_rid AS rid, 1 AS rn_side, emits_c AS emits, {facts} FROM kept p
             WHERE n_channel > 0 AND (emits_c OR category IN {carried})
-        UNION ALL SELECT 'LOCAL', l_rid, 1, emits_l, {facts} FROM pairs p
+        UNION ALL SELECT 'LOCAL', l_rid, 1, emits_l, {facts} FROM kept p
             WHERE n_local > 0 AND (emits_l OR category IN {carried})
-        UNION ALL SELECT side, rid, 2, side = 'CHANNEL' AND {_listed('category')}, {extra_facts} FROM extras p
+        UNION ALL SELECT side, rid, 2, side = 'CHANNEL' AND {_listed('category')}, {facts} FROM extras p
             WHERE (side = 'CHANNEL' AND {_listed('category')}) OR category = 'LOCAL_DUPLICATE_KEY'""")
     resolution = ("CASE k.category " + " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in RESOLUTIONS.items())
                   + " ELSE 'INTEGRITY_FAILURE' END AS resolution")
