@@ -333,19 +333,12 @@ def _pairs(con, params: ClassifyParams, channels: bool, selects: dict[tuple[str,
 
 
 def _by_rid(selects: dict[tuple[str, int], tuple[str, str]], side: str, rids: str) -> str:
-    """SQL: the records of ``side`` (as its view computes them) whose rid SQL ``rids`` gives, found by rowid in
-    their input tables."""
-    parts = []
-    for (s, src), (cols, where) in selects.items():
-        if s == side:
-            parts.append(f"SELECT {cols} FROM {SOURCES[src]} x WHERE ({where}) AND x.rowid IN ({_rowids(src, rids)})")
-    return " UNION ALL BY NAME ".join(parts)
-
-
-def _rowids(src: int, rids: str) -> str:
-    """SQL: the rowids in input table SOURCES[src] of the rids SQL ``rids`` gives (its first column)."""
-    base = src << SRC_BITS
-    return f"SELECT r - {base} FROM ({rids}) t(r) WHERE r >= {base} AND r < {base + (1 << SRC_BITS)}"
+    """SQL: the records of ``side`` (as its view computes them) whose rid SQL ``rids`` gives (its first column),
+    found by rowid in their input tables."""
+    return " UNION ALL BY NAME ".join(
+        f"SELECT {cols} FROM {SOURCES[src]} x WHERE ({where}) AND x.rowid IN (SELECT r - {src << SRC_BITS} "
+        f"FROM ({rids}) t(r) WHERE r >= {src << SRC_BITS} AND r < {(src + 1) << SRC_BITS})"
+        for (s, src), (cols, where) in selects.items() if s == side)
 
 
 def _extras(con, params: ClassifyParams) -> None:
