@@ -5,12 +5,10 @@
 
 writes (the folder is recreated)::
 
-    {out}/inbox/wechatpay_all_YYYYMMDD.csv   the bill the channel publishes (new column set, correct summary);
-                                             with --gzip-bill .csv.gz, as WeChat's tar_type=GZIP sends it (a
-                                             quarter of the disk at 100M keys: 25 GB of text)
+    {out}/inbox/wechatpay_all_YYYYMMDD.csv   the bill the channel publishes (new column set, correct summary;
+                                             --gzip-bill: .csv.gz as tar_type=GZIP sends it, a third of the disk)
     {out}/root/local/{D}/orders.csv          the order system's export (schemas/local.py columns)
-    {out}/conf/pipeline.toml                 root = ../root, [spark] sized for this machine and N, [engine]
-                                             memory_limit with --duckdb-memory-limit
+    {out}/conf/pipeline.toml                 root = ../root, [spark] sized for this machine and N (and [engine])
     {out}/conf/channels/wechatpay.toml       localdir download of ../../inbox, max_attempts = 1, fee rate 0.006
     {out}/dataset.json                       what was generated (written last: a folder without it is unfinished)
 
@@ -292,9 +290,7 @@ def spark_settings(rows: int, *, driver_memory: str | None = None) -> dict[str, 
     return {"spark.master": "local[*]", "spark.driver.memory": driver_memory, "spark.local.dir": "../spark-tmp"}
 
 
-# The bill's text is about 260 bytes a row: past 8 GiB (normalizers.base.MAX_STATEMENT_BYTES, about 30M keys) the
-# channel file raises the limit, as an operator with bills that large would.
-BILL_TEXT_BYTES_PER_KEY = 300
+BILL_TEXT_BYTES_PER_KEY = 300  # about 260 a row: past 8 GiB (about 30M keys) the channel file raises the limit
 
 
 def write_conf(out: Path, rows: int, spark: dict[str, str], *, gzip_bill: bool = False,
@@ -317,12 +313,8 @@ def write_conf(out: Path, rows: int, spark: dict[str, str], *, gzip_bill: bool =
     (conf / "channels" / f"{CHANNEL}.toml").write_text(
         '[channel]\nname = "wechatpay"\nnormalizer = "wechatpay"\ncutoff_minutes = 30\n\n'
         '[fees]\nrate = "0.006"\ntolerance = "0.01"\n\n'
-        f'[download]\ntype = "localdir"\npath = "../../inbox"\nfilename = "{bill_name_pattern(gzip_bill)}"\n'
-        f'max_attempts = 1\n{normalizer}', encoding="utf-8")
-
-
-def bill_name_pattern(gzip_bill: bool) -> str:
-    return "wechatpay_all_{date:%Y%m%d}.csv" + (".gz" if gzip_bill else "")
+        f'[download]\ntype = "localdir"\npath = "../../inbox"\nfilename = "wechatpay_all_{{date:%Y%m%d}}.csv'
+        f'{".gz" if gzip_bill else ""}"\nmax_attempts = 1\n{normalizer}', encoding="utf-8")
 
 
 def _resolve_spark_paths(spark: dict[str, str], conf_dir: Path) -> dict[str, str]:
