@@ -307,23 +307,27 @@ _PAIR_COLS = ("n_channel", "n_local", "n_channel_ok", "c_carried", "c_amount", "
 
 
 def _pairs(con, params: ClassifyParams, channels: bool, selects: dict[tuple[str, int], tuple[str, str]]) -> None:
-    """``pairs``: per key, what the totals need of its pair's outcome (``_pair_chain``), and for a ``kept`` key
-    its order and refund numbers and its primaries' rids; ``kept``: the kept keys (about 1%) with all of their
-    pair's facts, computed again from their primaries (found by rid) through the same chain. Holding the facts
-    for every key cost more than computing them twice for the few kept ones (a 10M-row table of 30 columns)."""
+    """``pairs``: the keys' outcomes (``_pair_chain``) summed by what the totals need, a ``kept`` key a group of
+    its own with its primaries' rids; ``kept``: the kept keys (about 1%) with all of their pair's facts, computed
+    again through the same chain from their primaries (by rid): cheaper than a table of every key's facts."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE pairs AS {_pair_chain(params, channels, 'keys')}
-        SELECT channel, txn_type, CASE WHEN kept THEN order_no END AS order_no,
-               CASE WHEN kept THEN refund_no END AS refund_no, CASE WHEN kept THEN c_rid END AS c_rid,
-               CASE WHEN kept THEN l_rid END AS l_rid, {", ".join(_PAIR_COLS)}
-        FROM emitting""")
+        SELECT channel, category, n_channel > 0 AS has_c, n_local > 0 AS has_l, c_carried, l_carried, emits_c,
+               emits_l, CASE WHEN kept THEN c_rid END AS c_rid, CASE WHEN kept THEN l_rid END AS l_rid,
+               count(*) AS keys, sum(c_amount) AS c_amount, sum(c_fee) AS c_fee, sum(l_amount) AS l_amount
+        FROM emitting GROUP BY ALL""")
     primaries = {side: _by_rid(selects, side.upper(), f"SELECT {side[0]}_rid FROM pairs WHERE {side[0]}_rid IS NOT NULL")
-                 for side in ("channel", "local")}
+                 for side in ("channel", "local")}  # below: a side's counts as ``{side}prim`` gives them
     kept_keys = f"""
-        SELECT p.channel, p.txn_type, p.order_no, p.refund_no, p.n_channel, p.n_channel_ok, p.n_local,
+        SELECT {", ".join(f"coalesce(c.{k}, l.{k}) AS {k}" for k in _KEY_COLS)},
+               CASE WHEN p.c_rid IS NULL THEN 0 ELSE coalesce(cd.n, 1) END AS n_channel,
+               CASE WHEN p.c_rid IS NULL THEN 0
+                    ELSE coalesce(cd.n_ok, CASE WHEN c.status = 'SUCCESS' THEN 1 ELSE 0 END) END AS n_channel_ok,
+               CASE WHEN p.l_rid IS NULL THEN 0 ELSE coalesce(ld.n, 1) END AS n_local,
                {", ".join(f"c.{f} AS c_{f}" for f in _C_FIELDS)}, {", ".join(f"l.{f} AS l_{f}" for f in _L_FIELDS)}
         FROM pairs p LEFT JOIN ({primaries['channel']}) c ON c.rid = p.c_rid
         LEFT JOIN ({primaries['local']}) l ON l.rid = p.l_rid
+        LEFT JOIN cdup cd ON cd.primary_rid = p.c_rid LEFT JOIN ldup ld ON ld.primary_rid = p.l_rid
         WHERE p.c_rid IS NOT NULL OR p.l_rid IS NOT NULL"""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kept AS {_pair_chain(params, channels, f'({kept_keys})')}
@@ -374,15 +378,15 @@ def _totals(con) -> None:
     """``totals``: records, amount, fee and listed rows per channel, category, side and carried."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE totals AS
-        SELECT channel, category, side, carried, count(*) AS records, sum(amount) AS amount, sum(fee) AS fee,
-               sum(CASE WHEN emits THEN 1 ELSE 0 END) AS rows
+        SELECT channel, category, side, carried, CAST(sum(records) AS BIGINT) AS records, sum(amount) AS amount,
+               sum(fee) AS fee, CAST(sum(CASE WHEN emits THEN records ELSE 0 END) AS BIGINT) AS rows
         FROM (
-            SELECT channel, category, 'CHANNEL' AS side, c_carried AS carried, c_amount AS amount, c_fee AS fee,
-                   emits_c AS emits FROM pairs WHERE n_channel > 0
-            UNION ALL SELECT channel, category, 'LOCAL', l_carried, l_amount, NULL, emits_l FROM pairs WHERE n_local > 0
-            UNION ALL SELECT channel, category, side, carried, amount, fee,
+            SELECT channel, category, 'CHANNEL' AS side, c_carried AS carried, keys AS records, c_amount AS amount,
+                   c_fee AS fee, emits_c AS emits FROM pairs WHERE has_c
+            UNION ALL SELECT channel, category, 'LOCAL', l_carried, keys, l_amount, NULL, emits_l FROM pairs WHERE has_l
+            UNION ALL SELECT channel, category, side, carried, 1, amount, fee,
                 side = 'CHANNEL' AND category NOT IN ('MATCHED', 'LOCAL_DUPLICATE_KEY') FROM extras
-            UNION ALL SELECT channel, 'NOT_RECONCILED', 'HELD', false, amount, NULL, false FROM held)
+            UNION ALL SELECT channel, 'NOT_RECONCILED', 'HELD', false, 1, amount, NULL, false FROM held)
         GROUP BY ALL""")
 
 
