@@ -6,8 +6,9 @@ comes from it); discrepancies.csv and open_items.csv can hold hundreds of
 thousands of rows, so ``DayData`` hands them out as generators read row by
 row (``iter_csv``) and nothing here holds them in memory. Amounts become
 ``Decimal`` (never float); every text field passes through
-``schemas.masking.mask_record`` here, as each row is read, so no renderer can
-forget to mask a card number or a payer id.
+``schemas.masking.mask_record`` (or ``RowMasker``, its equal for a CSV's rows)
+here, as each row is read, so no renderer can forget to mask a card number or
+a payer id.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from decimal import Decimal
 from typing import Iterator
 
 from schemas.layout import recon_dir, standard_dir
-from schemas.masking import mask_record
+from schemas.masking import RowMasker, mask_record
 from schemas.money import parse_money
 from schemas.outputs import CATEGORIES, RESOLUTIONS
 
@@ -32,6 +33,7 @@ OPEN_ITEMS = "open_items.csv"
 DISCREPANCY_MONEY = ("local_amount", "channel_amount")
 OPEN_ITEM_MONEY = ("amount", "fee", "coupon_amount")
 INT_COLUMNS = ("age_days", "source_line")
+MAX_AMOUNTS_KEPT = 65_536  # parsed amount texts ``iter_csv`` keeps per file (13 MB at most)
 # Resolutions in the order a reader works through them: what needs a person first.
 RESOLUTION_ORDER = ("MANUAL_REVIEW", "AUTO_FIXED", "CARRIED", "CLEARED", "MATCHED")
 
@@ -87,16 +89,67 @@ def csv_dicts(storage, folder: str, name: str) -> Iterator[dict]:
 
 def iter_csv(storage, folder: str, name: str, money: tuple[str, ...] = (),
              ints: tuple[str, ...] = ()) -> Iterator[dict]:
-    """Rows of a published CSV, one at a time: money columns Decimal (None when empty), ints int, text masked."""
-    for raw in csv_dicts(storage, folder, name):
-        row = {k: (v if v is not None else "") for k, v in raw.items()}
-        for col in money:
-            if col in row:
-                row[col] = parse_money(row[col]) if row[col].strip() else None
-        for col in ints:
-            if col in row:
-                row[col] = int(row[col]) if row[col].strip() else None
-        yield mask_record(row)
+    """Rows of a published CSV, one at a time: money columns Decimal (None when empty), ints int, text masked.
+
+    The same rows as ``_typed(dict)`` over ``csv_dicts``, read faster (10M-record day, 141,674 rows: 1.9 s ->
+    1.0 s): a ``csv.reader`` row with a field per column is converted and masked as a list, with each column's
+    treatment looked up once (``RowMasker``), and zipped into its dict at the end. Other rows (short or long
+    ones, a header naming a column twice) take the general way, as ``csv.DictReader`` would give them.
+    """
+    if not storage.is_file(folder, name):
+        return
+    with storage.open_read(folder, name) as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+        header = next(reader, None)
+        if header is None:
+            return
+        width = len(header)
+        plain = len(set(header)) == width  # each column once: the list and the dict hold the same fields
+        money_at = [header.index(c) for c in money if c in header]
+        ints_at = [header.index(c) for c in ints if c in header]
+        masker = RowMasker(header, numeric={*money, *ints})
+        # An amount's text recurs (10M-record day: 69% of 241,552 were seen before in their file): each text is
+        # parsed once (0.29 s -> 0.14 s). Decimals are immutable, so rows may share one.
+        amounts: dict[str, Decimal] = {}
+        for values in reader:
+            if not values:
+                continue  # a blank line: DictReader skips it too
+            if len(values) != width or not plain:
+                yield _typed(_as_dict_reader_would(header, values), money, ints)
+                continue
+            for i in money_at:
+                text = values[i]
+                amount = amounts.get(text)
+                if amount is None and text.strip():
+                    amount = parse_money(text)
+                    if len(amounts) < MAX_AMOUNTS_KEPT:
+                        amounts[text] = amount
+                values[i] = amount
+            for i in ints_at:
+                values[i] = int(values[i]) if values[i].strip() else None
+            yield dict(zip(header, masker(values)))
+
+
+def _as_dict_reader_would(header: list[str], values: list[str]) -> dict:
+    """The dict ``csv.DictReader`` makes of a row (its restkey and restval: None)."""
+    row = dict(zip(header, values))
+    if len(values) > len(header):
+        row[None] = values[len(header):]
+    for key in header[len(values):]:
+        row[key] = None
+    return row
+
+
+def _typed(raw: dict, money: tuple[str, ...], ints: tuple[str, ...]) -> dict:
+    """One row of ``csv_dicts`` with its money columns Decimal, its ints int and its text masked."""
+    row = {k: (v if v is not None else "") for k, v in raw.items()}
+    for col in money:
+        if col in row:
+            row[col] = parse_money(row[col]) if row[col].strip() else None
+    for col in ints:
+        if col in row:
+            row[col] = int(row[col]) if row[col].strip() else None
+    return mask_record(row)
 
 
 def statement_fees(storage, channel: str, day: dt.date, summary: dict | None = None) -> Decimal | None:
@@ -157,13 +210,22 @@ def category_order(names) -> list[str]:
     return [c for c in CATEGORIES if c in names] + sorted(names - set(CATEGORIES))
 
 
+def _break_ranks(cat, res) -> tuple[int, int]:
+    return (RESOLUTION_ORDER.index(res) if res in RESOLUTION_ORDER else len(RESOLUTION_ORDER),
+            CATEGORIES.index(cat) if cat in CATEGORIES else len(CATEGORIES))
+
+
+# The ranks of each known category (its resolution's, its own), looked up rather than searched for per row.
+_BREAK_RANKS = {cat: _break_ranks(cat, res) for cat, res in RESOLUTIONS.items()}
+
+
 def break_sort_key(row: dict):
     """Discrepancy rows: manual review first, then category order, channel, order."""
-    res = RESOLUTIONS.get(row.get("category", ""), row.get("resolution", ""))
     cat = row.get("category", "")
-    return (RESOLUTION_ORDER.index(res) if res in RESOLUTION_ORDER else len(RESOLUTION_ORDER),
-            CATEGORIES.index(cat) if cat in CATEGORIES else len(CATEGORIES), cat,
-            row.get("channel", ""), row.get("order_no", ""), row.get("refund_no", ""))
+    ranks = _BREAK_RANKS.get(cat)
+    if ranks is None:  # a category we do not know: its row's resolution says how urgent it is
+        ranks = _break_ranks(cat, row.get("resolution", ""))
+    return ranks + (cat, row.get("channel", ""), row.get("order_no", ""), row.get("refund_no", ""))
 
 
 def open_item_sort_key(row: dict):

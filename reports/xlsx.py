@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import BinaryIO
 
 from reports.data import ZERO, category_order, channel_glance, rejected_rows_headlines
-from reports.xlsxstream import Sheet, Style, Workbook, column_letter
+from reports.xlsxstream import SEAM, Sheet, Style, Workbook, column_letter
 from schemas.outputs import DISCREPANCY_COLUMNS, OPEN_ITEM_COLUMNS, RESOLUTIONS
 
 MONEY_FORMAT = "#,##0.00"
@@ -43,6 +43,9 @@ MAX_SHEET_ROWS = 1_048_576
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # Control characters the xlsx XML cannot hold (the writer would have to escape them as _xHHHH_).
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# ``_no_formula``'s test over a row's texts joined with SEAM: a text starting with a formula character has a seam (or
+# the row's start) before it. The start is looked at apart: an alternation with ^ is searched 10x slower.
+_FORMULA_AFTER_SEAM = re.compile(SEAM + "[" + re.escape("".join(FORMULA_START)) + "]")
 HEADER_STYLE = Style(bold=True, color="FFFFFF", fill="0F172A", valign="center")
 TOTAL_STYLE = Style(bold=True)
 TITLE_STYLE = Style(bold=True, size=13)
@@ -65,6 +68,12 @@ def safe_text(value) -> str:
     if _ILLEGAL.search(text):
         text = _ILLEGAL.sub("", text)
     return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _no_formula(joined: str) -> bool:
+    """True when no text of a row (joined by SEAM in ``joined``) starts a formula: then, as the writer lets no
+    control character through ``append_plain``, ``safe_text`` would leave every text of the row as it is."""
+    return not joined.startswith(FORMULA_START) and not _FORMULA_AFTER_SEAM.search(joined)
 
 
 def _value(value):
@@ -150,10 +159,11 @@ class _Section:
     def append(self, row: dict) -> None:
         if not self.sheets or self._in_sheet >= self.book.sheet_rows - 1:
             self._next_sheet()
-        # _value inlined for the common types (a third of the time per cell at 200,000 rows)
-        self.sheets[-1].append([safe_text(v) if (t := type(v)) is str else
-                                v if v is None or t is Decimal or t is int else _value(v)
-                                for v in map(row.get, self.columns)])
+        # Nearly every row is written as it is: one test of the row's texts together (_no_formula, in the writer's
+        # append_plain) rather than _value per value (10M-record day, 141,674 rows: 0.7 s -> 0.1 s).
+        values = list(map(row.get, self.columns))
+        if not self.sheets[-1].append_plain(values, None, _no_formula):
+            self.sheets[-1].append([_value(v) for v in values])
         self._in_sheet += 1
         self.total += 1
 

@@ -38,6 +38,12 @@ parts, then copies each sheet between its head and tail into the zip,
 deflated. The head (tab colour, dimension, frozen pane, widths) is written at
 save, so it can reflect what the sheet holds.
 
+A row is written from a template when it can be: its shape (each value's
+type, which values are empty, the style) gets the row's XML once, with a
+``%s`` per cell, and a row of that shape whose texts need no escaping is one
+``%`` (``Sheet.append_plain``). Any other row is written cell by cell; both
+ways give the same bytes (tests/reports/test_fast_paths.py).
+
 Text is XML-escaped (``& < >``; ``\\r`` as ``&#13;`` so it survives XML's
 line-end normalisation) and escaped the SpreadsheetML way (ST_Xstring): a
 character XML 1.0 cannot hold (C0 controls other than tab/LF/CR, U+FFFE,
@@ -70,7 +76,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import BinaryIO, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
 
 MAX_ROWS = 1_048_576
 MAX_COLUMNS = 16_384
@@ -97,12 +104,16 @@ DEFAULT_FONT = ("Calibri", 11)
 # Text that needs more than copying: XML's specials, \r, characters XML 1.0 cannot hold, and a literal
 # _xHHHH_ (which Excel would decode). One search decides; nearly all cells need none of it.
 _NEEDS_WORK = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]|_x[0-9A-Fa-f]{4}_")
+_MAX_SHAPES = 1024  # row templates kept per workbook (a report has a few dozen shapes) ...
+_MAX_SHAPE_VALUES = 256  # ... each for a row of at most this many values (wider rows: cell by cell)
+SEAM = "\xa6"  # joins a row's texts for the row-wide tests (printable, so isprintable still speaks for the texts)
+_SPACE_AFTER_SEAM, _SPACE_BEFORE_SEAM = SEAM + " ", " " + SEAM
 _LITERAL_ESCAPE = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _BAD_SHEET_NAME = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
 _REF = re.compile(r"([A-Z]{1,3})([1-9][0-9]{0,6}):([A-Z]{1,3})([1-9][0-9]{0,6})")
 _HEX_COLOR = re.compile(r"(?:[0-9A-Fa-f]{2})?[0-9A-Fa-f]{6}")
-_FLUSH_PARTS = 8192  # pieces of row XML held per sheet before they go to its file
+_FLUSH_ROWS = 512  # rows of XML held per sheet before they go to its file (450 kB of report.xlsx's rows)
 
 
 def column_letter(index: int) -> str:
@@ -132,6 +143,19 @@ def xml_text(text: str) -> str:
         text = _LITERAL_ESCAPE.sub("_x005F_", text)
     text = _NOT_XML.sub(lambda m: f"_x{ord(m.group()):04X}_", text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+def plain_texts(joined: str) -> bool:
+    """True when none of the texts joined (with ``SEAM``) in ``joined`` needs more than copying into a ``<t>``:
+    no XML special, nothing ``_NEEDS_WORK`` finds, no space at either end (xml:space). False may be a false alarm.
+
+    1.3 us a report row, against 2.5 us for ``_NEEDS_WORK`` and a regex for the ends: ``isprintable`` rules out
+    the control characters, surrogates and U+FFFE/FFFF (the space is the only printable character <= " "), "_x"
+    stands for _xHHHH_, and a text's ends are the row's, or next to a seam.
+    """
+    return joined.isprintable() and not (
+        "&" in joined or "<" in joined or ">" in joined or "_x" in joined or joined[0] == " "
+        or joined[-1] == " " or _SPACE_AFTER_SEAM in joined or _SPACE_BEFORE_SEAM in joined)
 
 
 def xml_attr(text: str) -> str:
@@ -264,6 +288,47 @@ class Sheet:
 
         An empty sequence is an empty row (nothing is written for it; the next row is numbered after it).
         """
+        if not self.append_plain(values, style):
+            self._append_cells(values, style)
+
+    def append_plain(self, values: Sequence, style: Style | None = None,
+                     accept: Callable[[str], bool] | None = None) -> bool:
+        """``append`` of a row that needs nothing but copying, done quickly; False (nothing written) for another.
+
+        Such a row holds only str, int, finite Decimal and None, and no text needing escaping or xml:space. It is
+        filled into the template of its shape (each value's type, which are empty, the style) by one %: the
+        cells' XML made in C, not in an f-string per cell (10M-record day, 141,674 rows: 1.7 s -> 0.9 s).
+        ``accept``, when given, must say yes too, to the row's texts joined by SEAM (printable: no control
+        character can reach it).
+        """
+        n = self.rows + 1
+        if n > MAX_ROWS:
+            return False
+        try:
+            shape = self.book._shapes.get((style, tuple(map(type, values)), tuple(map(bool, values))), False)
+        except Exception:  # bool() refused by an odd value: the cells say what is wrong with it
+            return False
+        if shape is False:
+            shape = self.book._shape(values, style)
+        if shape is None:
+            return False
+        template, cells, texts, decimals = shape
+        joined = SEAM.join(texts(values)) if texts else ""
+        if (texts and not plain_texts(joined)) or (accept is not None and not accept(joined)):
+            return False
+        for i in decimals:
+            if not values[i].is_finite():
+                return False
+        self.rows = n
+        if len(values) > self.columns:
+            self.columns = len(values)
+        self._parts.append(str(n).join(template) % cells(values))
+        if len(self._parts) > _FLUSH_ROWS:
+            self._flush()
+        return True
+
+    def _append_cells(self, values: Sequence, style: Style | None) -> None:
+        """``append`` cell by cell: every value checked and escaped as it needs."""
         n = self.rows + 1
         if n > MAX_ROWS:
             raise ValueError(f"sheet {self.name!r} is full: {MAX_ROWS:,} rows")
@@ -277,9 +342,7 @@ class Sheet:
         text_attrs, dec_attrs, int_attrs = self._plain if style is None else self.book._styles.attrs(style)
         letters = _letters(count)
         r = str(n)
-        out = self._parts
-        start = len(out)
-        out.append(f'<row r="{r}">')
+        out = [f'<row r="{r}">']
         needs_work = _NEEDS_WORK.search
         try:
             for letter, v in zip(letters, values):
@@ -301,12 +364,12 @@ class Sheet:
                     raise TypeError(f"{t.__name__} value {v!r} in {self.name!r} row {n}: a cell takes str, int "
                                     "or Decimal (convert bool, float and dates to one of them first)")
         except BaseException:
-            del out[start:]  # a refused row leaves nothing behind
-            self.rows = n - 1
+            self.rows = n - 1  # a refused row leaves nothing behind
             raise
         self.columns = max(self.columns, count)
         out.append("</row>")
-        if len(out) > _FLUSH_PARTS:
+        self._parts.append("".join(out))
+        if len(self._parts) > _FLUSH_ROWS:
             self._flush()
 
     def auto_filter(self, ref: str) -> None:
@@ -375,6 +438,7 @@ class Workbook:
         self._styles = _Styles(number_formats or {})
         self.compresslevel = compresslevel
         self.sheets: list[Sheet] = []
+        self._shapes: dict[tuple, tuple | None] = {}  # row shape -> its template (Sheet.append)
 
     def __enter__(self) -> "Workbook":
         return self
@@ -425,6 +489,37 @@ class Workbook:
         for sheet in self.sheets:
             sheet.close()
 
+    def _shape(self, values: Sequence, style: Style | None) -> tuple | None:
+        """How ``Sheet.append`` writes rows shaped like ``values``: the row's XML in pieces around its number,
+        with a %s per cell; a getter of the cells' values; one of its texts (or none); its Decimals' indexes.
+        None: a row written cell by cell (a value of another type, no value, many values)."""
+        count = len(values)
+        if not 0 < count <= _MAX_SHAPE_VALUES:
+            return None
+        shape = None
+        if all(type(v) in (str, Decimal, int, type(None)) for v in values):
+            text_attrs, dec_attrs, int_attrs = self._styles.attrs(style or PLAIN)
+            xml, cells, texts, decimals = ['<row r="\x00">'], [], [], []
+            for i, (letter, v) in enumerate(zip(_letters(count), values)):
+                t = type(v)
+                if t is str and v:
+                    texts.append(i)
+                    xml.append(f'<c r="{letter}\x00"{text_attrs}><is><t>%s</t></is></c>')
+                elif t is Decimal:
+                    decimals.append(i)
+                    xml.append(f'<c r="{letter}\x00"{dec_attrs}><v>%s</v></c>')
+                elif t is int:
+                    xml.append(f'<c r="{letter}\x00"{int_attrs}><v>%s</v></c>')
+                else:
+                    continue  # None or "": no cell
+                cells.append(i)
+            xml.append("</row>")
+            # the attributes hold no % and no \x00: the only ones are the row number's places and the cells'
+            shape = ("".join(xml).split("\x00"), _getter(cells), texts and _getter(texts), decimals)
+        if len(self._shapes) < _MAX_SHAPES:
+            self._shapes[(style, tuple(map(type, values)), tuple(map(bool, values)))] = shape
+        return shape
+
     @staticmethod
     def _content_types(count: int) -> str:
         sheets = "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="{CT_SHEET}"/>'
@@ -455,6 +550,13 @@ class Workbook:
                        for i in range(1, count + 1))
         return (f'{DECLARATION}<Relationships xmlns="{PKG_REL_NS}">{rels}'
                 f'<Relationship Id="rId{count + 1}" Type="{REL_NS}/styles" Target="styles.xml"/></Relationships>')
+
+
+def _getter(indexes: list[int]):
+    """values -> the tuple of values[i] for i in indexes, in one C call (itemgetter of one index gives the value)."""
+    if len(indexes) == 1:
+        return lambda values, i=indexes[0]: (values[i],)
+    return itemgetter(*indexes) if indexes else lambda values: ()
 
 
 def _column_index(letters: str) -> int:
