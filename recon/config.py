@@ -179,7 +179,8 @@ def parse_engine(raw: dict, path: Path | None) -> dict:
     end-to-end run is cross-checked by the other engine).
     """
     where = str(path) if path else None
-    _check_keys(raw, {"kind", "compare_with", "memory_limit", "threads", "spill_dir"}, "engine", path or Path("?"))
+    _check_keys(raw, {"kind", "compare_with", "memory_limit", "threads", "spill_dir", "database"}, "engine",
+                path or Path("?"))
     kind = raw.get("kind", "auto")
     if kind not in ("auto", *ENGINES):
         raise ConfigError(f"engine.kind must be auto, {' or '.join(ENGINES)}, got {kind!r}", file=where)
@@ -187,7 +188,10 @@ def parse_engine(raw: dict, path: Path | None) -> dict:
     if other not in ("", "other", *ENGINES):
         raise ConfigError(f"engine.compare_with must be \"\", \"other\" or one of {', '.join(ENGINES)}, got "
                           f"{other!r}", file=where)
-    out = {"kind": kind, "compare_with": other}
+    database = raw.get("database", "auto")
+    if database not in ("auto", "memory", "file"):
+        raise ConfigError(f"engine.database must be auto, memory or file, got {database!r}", file=where)
+    out = {"kind": kind, "compare_with": other, "database": database}
     memory = raw.get("memory_limit")
     if memory is not None:
         if not isinstance(memory, str) or not _MEMORY.match(memory.strip()):

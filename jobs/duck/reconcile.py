@@ -3,7 +3,10 @@
 The same inputs, rules, checks and outputs as jobs/reconcile.py (Spark); what is shared lives there and in
 jobs/rules.py, and this module holds only how DuckDB reads, runs and writes. ``[engine]`` in the pipeline conf
 sets DuckDB's ``memory_limit``, ``threads`` and the spill folder (``spill_dir``, default ``{work_dir}/duckdb``):
-a day larger than memory spills there instead of failing.
+a day larger than memory spills there instead of failing. ``database`` says where DuckDB keeps the tables it
+reads the inputs into: ``memory`` (fastest while they fit), ``file`` (a database file in the spill folder,
+compressed, removed after the run: a day several times the memory limit spills a fraction of what memory tables
+would) or ``auto`` (file when ``INPUT_EXPANSION`` times the inputs' bytes passes the memory limit).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import posixpath
 import time
 
-from core.errors import IntegrityError
+from core.errors import IntegrityError, UnavailableError
 from core.settings import Settings
 from core.storage import Storage, disk_error
 from jobs import reconcile as shared
@@ -31,8 +34,15 @@ from schemas.outputs import (CORRECTION_ACTIONS, CORRECTION_COLUMNS, DISCREPANCY
 log = logging.getLogger(__name__)
 
 
-def connect(settings: Settings):
-    """A DuckDB connection in memory, with the conf's memory limit, threads and spill folder."""
+# Peak memory of a reconcile held in memory, per byte of its input files (standard Parquet or CSV and the export):
+# 6.0 GB for 1.7 GB at 10M keys (BENCHMARKS.md), rounded up.
+INPUT_EXPANSION = 4
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def connect(settings: Settings, input_bytes: int = 0):
+    """A DuckDB connection with the conf's memory limit, threads and spill folder: its tables in memory, or in a
+    database file in the spill folder (``[engine] database``, see the module docstring), removed by ``close``."""
     import duckdb
 
     engine = getattr(settings, "engine", None) or {}
@@ -43,7 +53,60 @@ def connect(settings: Settings):
         config["memory_limit"] = engine["memory_limit"]
     if engine.get("threads"):
         config["threads"] = int(engine["threads"])
-    return duckdb.connect(":memory:", config=config)
+    database = engine.get("database", "auto")
+    if database == "auto":
+        database = "file" if input_bytes * INPUT_EXPANSION > memory_limit_bytes(engine.get("memory_limit")) else "memory"
+    if database == "memory":
+        return duckdb.connect(":memory:", config=config)
+    path = os.path.join(spill, f"recon-{os.getpid()}.duckdb")
+    _remove(path)  # a killed run's (the run lock is ours)
+    log.info("DuckDB keeps the inputs' tables in %s (%.1f GB of input files)", path, input_bytes / 1e9)
+    return _FileDatabase(duckdb.connect(path, config=config), path)
+
+
+def memory_limit_bytes(limit: str | None) -> int:
+    """``[engine] memory_limit`` in bytes; without one, DuckDB's default: 80% of the RAM."""
+    if not limit:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
+    number, unit = limit[:len(limit.rstrip("KMGTiBkmgtib"))], limit[len(limit.rstrip("KMGTiBkmgtib")):]
+    return int(float(number) * _UNITS[unit.strip().upper()])
+
+
+class _FileDatabase:
+    """A connection to a database file that is removed (with its WAL) when the connection is closed."""
+
+    def __init__(self, con, path: str):
+        self._con, self.path = con, path
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def close(self) -> None:
+        self._con.close()
+        _remove(self.path)
+
+
+def _remove(path: str) -> None:
+    for p in (path, path + ".wal"):
+        if os.path.exists(p):
+            os.remove(p)
+
+
+def _input_bytes(storage: Storage, day: dt.date, channels: list[str]) -> int:
+    """The bytes of D's input files: the standard folders' Parquet copies (else CSV files) and the local export."""
+    from jobs import inputs
+    from jobs.local_orders import local_export_files
+
+    paths = []
+    for ch in channels:
+        folder = standard_dir(ch, day)
+        paths += shared.columnar_copies(storage, folder) or inputs.data_files(storage, folder)
+    try:
+        folder, names = local_export_files(storage, day)
+        paths += [posixpath.join(folder, n) for n in names]
+    except UnavailableError:  # no export (a replica, or a missing one: the read says so in its own words)
+        pass
+    return sum(storage.size(p) for p in paths)
 
 
 def reconcile_date(storage: Storage, settings: Settings, day: dt.date, channels: list[str], *, run_id: str,
@@ -56,7 +119,7 @@ def reconcile_date(storage: Storage, settings: Settings, day: dt.date, channels:
     if publish:
         storage.recover("recon")  # leftovers of a killed run (we hold the run lock)
     available, missing = shared.ready_channels(storage, day, channels, not_ready)
-    con = connect(settings)
+    con = connect(settings, _input_bytes(storage, day, available))
     try:
         return _reconcile(con, storage, settings, day, available, missing, run_id=run_id, extra=extra or {},
                           publish=publish, started=started)

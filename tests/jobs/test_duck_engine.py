@@ -37,6 +37,7 @@ def test_auto_is_duckdb_on_one_machine_and_spark_for_a_cluster_or_hdfs(demo_dir)
     ({"threads": 0}, "engine.threads must be an integer"),
     ({"compare_with": "pandas"}, "engine.compare_with must be"),
     ({"spill": "/tmp"}, "unknown key"),
+    ({"database": "disk"}, "engine.database must be auto, memory or file"),
 ])
 def test_a_bad_engine_table_is_a_configuration_error(table, words, monkeypatch):
     monkeypatch.delenv("RECON_ENGINE_COMPARE_WITH", raising=False)
@@ -76,12 +77,47 @@ def test_the_memory_limit_threads_and_spill_folder_come_from_the_conf(tmp_path, 
     spark_files = {n: (recon / n).read_bytes() for n in DATA_FILES}
     spark_summary = comparable(json.loads((recon / "summary.json").read_text("utf-8")))
     spill = tmp_path / "spill"
+    plain = conf.read_text("utf-8")
     _with_engine(conf, f'memory_limit = "100MB"\nthreads = 1\nspill_dir = "{spill}"')
     assert run_cli("reconcile", "--conf", str(conf), "--date", DAY1.isoformat(), "--engine", "duckdb") == 0
     assert {n: (recon / n).read_bytes() for n in DATA_FILES} == spark_files
     summary = json.loads((recon / "summary.json").read_text("utf-8"))
     assert summary["engine"] == "duckdb" and comparable(summary) == spark_summary
     assert spill.is_dir()
+    # the inputs' tables in a database file in the spill folder (what a day larger than memory gets): the same
+    # bytes, and the file is gone after the run
+    conf.write_text(plain, "utf-8")
+    _with_engine(conf, f'memory_limit = "100MB"\nthreads = 1\nspill_dir = "{spill}"\ndatabase = "file"')
+    assert run_cli("reconcile", "--conf", str(conf), "--date", DAY1.isoformat(), "--engine", "duckdb") == 0
+    assert {n: (recon / n).read_bytes() for n in DATA_FILES} == spark_files
+    assert comparable(json.loads((recon / "summary.json").read_text("utf-8"))) == spark_summary
+    assert not list(spill.glob("*.duckdb*"))
+
+
+def test_auto_keeps_the_tables_in_a_file_when_the_inputs_would_not_fit_in_the_memory_limit(tmp_path):
+    from core.settings import Settings
+    from jobs.duck.reconcile import INPUT_EXPANSION, connect, memory_limit_bytes
+
+    assert memory_limit_bytes("16GB") == 16 * 10**9 and memory_limit_bytes("1.5 GiB") == 3 * 2**29
+    assert memory_limit_bytes("100mb") == 10**8 and memory_limit_bytes(None) > 10**8
+    base = Settings(root=f"file://{tmp_path}", conf_file=str(tmp_path / "pipeline.toml"), channels={},
+                    work_dir=str(tmp_path))
+    small = dataclasses.replace(base, engine={"kind": "duckdb", "memory_limit": "100MB", "database": "auto"})
+    fits, too_big = 10**8 // INPUT_EXPANSION, 10**8 // INPUT_EXPANSION + 1
+    con = connect(small, fits)
+    assert con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall() == [("memory",)]
+    con.close()
+    con = connect(small, too_big)
+    path = con.path
+    con.execute("CREATE TABLE t AS SELECT range AS x FROM range(1000)")
+    assert con.execute("SELECT sum(x) FROM t").fetchone() == (499500,)
+    assert (tmp_path / "duckdb" / path.rsplit("/", 1)[1]).is_file()
+    con.close()
+    assert not list((tmp_path / "duckdb").glob("*.duckdb*"))
+    pinned = dataclasses.replace(small, engine={**small.engine, "database": "memory"})
+    con = connect(pinned, too_big * 1000)
+    assert not hasattr(con, "path")
+    con.close()
 
 
 def test_the_cross_check_fails_the_date_when_the_engines_disagree(demo_dir, spark, monkeypatch):
