@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from core.storage import Storage
 from reports import xlsxstream
 from reports.data import DISCREPANCY_MONEY, INT_COLUMNS, OPEN_ITEM_MONEY, _typed, csv_dicts, iter_csv
-from reports.xlsx import FORMULA_START, ReportWorkbook
+from reports.xlsx import FORMULA_START
 from reports.xlsxstream import SEAM, Style, Workbook
 from schemas.masking import RowMasker, mask_record, mask_text, may_need_masking
 from schemas.outputs import DISCREPANCY_COLUMNS, OPEN_ITEM_COLUMNS
+from tests.reports.test_reports import written_book
 
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 HOSTILE = [
@@ -227,15 +228,6 @@ def test_a_full_sheet_refuses_the_row_both_ways(monkeypatch):
 
 # -- the report sheets: a row as it is against _value per value --------------------------------------------------
 
-def report_bytes(breaks: list[dict], items: list[dict]) -> bytes:
-    out = io.BytesIO()
-    with ReportWorkbook() as book:
-        for row in breaks:
-            book.add_break(row)
-        for row in items:
-            book.add_open_item(row)
-        book.save(out, title="t", summary={}, fees={})
-    return out.getvalue()
 
 
 def report_row(columns, fields: list, money_columns, k: int) -> dict:
@@ -252,10 +244,10 @@ def assert_report_rows_alike(rows: list[list]):
     breaks = [dict(report_row(DISCREPANCY_COLUMNS, r, DISCREPANCY_MONEY, k), category="AMOUNT_MISMATCH")
               for k, r in enumerate(rows)]
     items = [report_row(OPEN_ITEM_COLUMNS, r, OPEN_ITEM_MONEY, k) for k, r in enumerate(rows)]
-    fast = report_bytes(breaks, items)
+    fast = written_book(breaks, items)
     with pytest.MonkeyPatch.context() as mp:  # every row through _value and the writer's cells, as before
         mp.setattr(xlsxstream.Sheet, "append_plain", lambda self, values, style=None, accept=None: False)
-        plain = report_bytes(breaks, items)
+        plain = written_book(breaks, items)
     assert fast == plain
 
 
