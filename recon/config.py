@@ -168,7 +168,9 @@ def load_settings(conf: str | os.PathLike) -> Settings:
 
 
 ENGINES = ("spark", "duckdb")
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
+          "TIB": 2**40}
 
 
 def parse_engine(raw: dict, path: Path | None) -> dict:
@@ -197,6 +199,8 @@ def parse_engine(raw: dict, path: Path | None) -> dict:
         if not isinstance(memory, str) or not _MEMORY.match(memory.strip()):
             raise ConfigError(f"engine.memory_limit must be a size like \"16GB\", got {memory!r}", file=where)
         out["memory_limit"] = memory.strip()
+        number, unit = _MEMORY.match(memory.strip()).groups()
+        out["memory_limit_bytes"] = int(Decimal(number) * _UNITS[unit.upper()])  # what DuckDB's limit is in bytes
     threads = raw.get("threads")
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 # Peak memory of a reconcile held in memory, per byte of its input files (standard Parquet or CSV and the export):
 # 6.0 GB for 1.7 GB at 10M keys (BENCHMARKS.md), rounded up.
 INPUT_EXPANSION = 4
-_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 def connect(settings: Settings, input_bytes: int = 0):
@@ -55,7 +54,7 @@ def connect(settings: Settings, input_bytes: int = 0):
         config["threads"] = int(engine["threads"])
     database = engine.get("database", "auto")
     if database == "auto":
-        database = "file" if input_bytes * INPUT_EXPANSION > memory_limit_bytes(engine.get("memory_limit")) else "memory"
+        database = "file" if input_bytes * INPUT_EXPANSION > memory_limit_bytes(engine) else "memory"
     if database == "memory":
         return duckdb.connect(":memory:", config=config)
     path = os.path.join(spill, f"recon-{os.getpid()}.duckdb")
@@ -64,12 +63,12 @@ def connect(settings: Settings, input_bytes: int = 0):
     return _FileDatabase(duckdb.connect(path, config=config), path)
 
 
-def memory_limit_bytes(limit: str | None) -> int:
-    """``[engine] memory_limit`` in bytes; without one, DuckDB's default: 80% of the RAM."""
-    if not limit:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
-    number, unit = limit[:len(limit.rstrip("KMGTiBkmgtib"))], limit[len(limit.rstrip("KMGTiBkmgtib")):]
-    return int(float(number) * _UNITS[unit.strip().upper()])
+def memory_limit_bytes(engine: dict) -> int:
+    """DuckDB's memory limit in bytes: ``[engine] memory_limit`` (recon.config parses it), else DuckDB's
+    default, 80% of the RAM."""
+    if engine.get("memory_limit_bytes"):
+        return engine["memory_limit_bytes"]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 4 // 5
 
 
 class _FileDatabase:

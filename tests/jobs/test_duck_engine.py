@@ -98,11 +98,15 @@ def test_auto_keeps_the_tables_in_a_file_when_the_inputs_would_not_fit_in_the_me
     from core.settings import Settings
     from jobs.duck.reconcile import INPUT_EXPANSION, connect, memory_limit_bytes
 
-    assert memory_limit_bytes("16GB") == 16 * 10**9 and memory_limit_bytes("1.5 GiB") == 3 * 2**29
-    assert memory_limit_bytes("100mb") == 10**8 and memory_limit_bytes(None) > 10**8
+    def limit(text):
+        return memory_limit_bytes(parse_engine({"memory_limit": text}, None))
+
+    assert limit("16GB") == 16 * 10**9 and limit("1.5 GiB") == 3 * 2**29
+    assert limit("100mb") == 10**8 and memory_limit_bytes({}) > 10**8
     base = Settings(root=f"file://{tmp_path}", conf_file=str(tmp_path / "pipeline.toml"), channels={},
                     work_dir=str(tmp_path))
-    small = dataclasses.replace(base, engine={"kind": "duckdb", "memory_limit": "100MB", "database": "auto"})
+    small = dataclasses.replace(base, engine=parse_engine({"kind": "duckdb", "memory_limit": "100MB",
+                                                           "database": "auto"}, None))
     fits, too_big = 10**8 // INPUT_EXPANSION, 10**8 // INPUT_EXPANSION + 1
     con = connect(small, fits)
     assert con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall() == [("memory",)]
