@@ -73,6 +73,25 @@ def make_normalizer(channel: ChannelSettings) -> Normalizer:
     return cls(channel)
 
 
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zip")
+
+
+def standard_name(raw_name: str, taken: set[str]) -> str:
+    """The standard file of the raw statement ``raw_name``: its name without a compression suffix and its own
+    extension, as ``.csv`` (``X.csv.gz``, ``X.zip`` and ``X.txt`` all give ``X.csv``), numbered ``X-2.csv``...
+    when ``taken`` (the folder's names so far, case folded) already holds it. Adds the name to ``taken``."""
+    stem = raw_name
+    if stem.lower().endswith(COMPRESSED_SUFFIXES):
+        stem = posixpath.splitext(stem)[0]
+    stem = posixpath.splitext(stem)[0] or raw_name
+    name, n = f"{stem}.csv", 1
+    while name.lower() in taken or columnar_name(name).lower() in taken:
+        n += 1
+        name = f"{stem}-{n}.csv"
+    taken.update((name.lower(), columnar_name(name).lower()))
+    return name
+
+
 def columnar_name(standard_file: str) -> str:
     """The Parquet copy of ``{stem}.csv``, relative to the standard folder: ``_columnar/{stem}.parquet``."""
     return posixpath.join(COLUMNAR_DIR, posixpath.splitext(standard_file)[0] + ".parquet")
@@ -254,9 +273,10 @@ def normalize_channel(storage: Storage, channel: ChannelSettings, day: dt.date) 
         with storage.open_text_write(staged, "_rejects.csv") as rej_fh:
             rejects = csvio.writer(rej_fh)
             rejects.writerow(REJECT_COLUMNS)
+            taken = {"_rejects.csv", "_manifest.json", "_success"}
             for entry in raw["files"]:
                 name = entry["name"]
-                out_name = posixpath.splitext(name)[0] + ".csv"
+                out_name = standard_name(name, taken)
                 parquet_name = columnar_name(out_name)
                 with storage.open_write(staged, out_name) as rec_fh, \
                         storage.open_write(staged, parquet_name) as col_fh, \

@@ -27,7 +27,7 @@ from core.errors import IntegrityError
 from core.settings import ChannelSettings
 from core.storage import Storage
 from normalizers import wechatpay_bill
-from normalizers.publish import ColumnarCopy, _CsvSink, columnar_name, normalize_channel
+from normalizers.publish import ColumnarCopy, _CsvSink, columnar_name, normalize_channel, standard_name
 from normalizers.testing import channel_for, normalize_bytes, normalize_file
 from normalizers.wechatpay import WeChatPayNormalizer
 from schemas import csvio, standard
@@ -218,6 +218,18 @@ def test_the_published_folder_holds_the_copy_listed_in_the_manifest(tmp_path, sa
     # the published CSV is what the in-memory sink (the goldens) holds
     sink, _ = normalize_file(channel_for("wechatpay"), SAMPLES / sample)
     assert (folder / entry["standard_file"]).read_text(encoding="utf-8") == sink.records_io.getvalue()
+    # named for the statement without its compression: mixed_all.csv.gz gives mixed_all.csv
+    assert entry["standard_file"] == sample.removesuffix(".gz")
+
+
+def test_standard_names_drop_compression_and_stay_unique_in_the_folder():
+    taken = {"_rejects.csv", "_manifest.json", "_success"}
+    raws = ["bill.csv.gz", "bill.zip", "bill.csv", "BILL.txt", "20261120.TXT.GZ", "noext", "_rejects.csv"]
+    names = [standard_name(r, taken) for r in raws]
+    assert names == ["bill.csv", "bill-2.csv", "bill-3.csv", "BILL-4.csv", "20261120.csv", "noext.csv",
+                     "_rejects-2.csv"]
+    assert len({n.lower() for n in names}) == len(names)
+    assert {columnar_name(n).lower() for n in names} <= taken
 
 
 def test_a_bill_that_fails_publishes_nothing_and_withdraws_the_earlier_copy(tmp_path):
