@@ -14,30 +14,13 @@ key in one hash aggregate and classifies each key once: the facts are the same, 
 
 from __future__ import annotations
 
-from jobs.duck.expressions import MONEY, blank_if_null, by_channel, expected_fee, fee_off, lit, sql_in
+from jobs.duck.expressions import MONEY, blank_if_null, lit, sql_in
+from jobs.duck.outcomes import FACT_NAMES, listed, pair_chain, record_category, with_facts
 from jobs.duck.read import DETAIL_ONLY, details_from_parquet
-from jobs.rules import (BREAKS, CARRIED_AS, FINAL, FINAL_ONE_SIDED, NO_WINDOW, ONE_CHANNEL, ONE_LOCAL, ONE_SIDED,
-                        ONE_SIDED_OUTCOME, PAIR, PAIR_OUTCOME, RECORD, SIDE_RANK, ClassifyParams)
+from jobs.rules import BREAKS, SIDE_RANK, ClassifyParams
 from schemas.outputs import RESOLUTIONS
 
 DETAILS = ("merchant_id", "channel_txn_id", "txn_time", "payer_id", "bank", "source_file")
-
-
-def compiled(table, facts: dict[str, str], values: dict[str, str] | None = None) -> str:
-    """A rules table of jobs/rules.py as one CASE expression (the SQL twin of ``jobs.transforms.compiled``)."""
-    values = values or {}
-
-    def outcome(o) -> str:
-        if isinstance(o, tuple):
-            return f"CASE WHEN {facts['is_pay']} THEN {lit(o[0])} ELSE {lit(o[1])} END"
-        return values[o] if o in values else lit(o)
-
-    whens = []
-    for conds, o in table:
-        if not conds:
-            return "CASE " + " ".join(whens) + f" ELSE {outcome(o)} END" if whens else outcome(o)
-        whens.append(f"WHEN {' AND '.join(f'({facts[c]})' for c in conds)} THEN {outcome(o)}")
-    return "CASE " + " ".join(whens) + " END"
 
 
 SRC_BITS = 40  # a record's id: its input table (0 local_in, 1 std_in, 2 open_in, 3 hist_in) << 40 | its rowid there
@@ -124,13 +107,17 @@ _SORT_KEY = ("{'rank': rank, " + _nulls_first("time", "''") + ", 'crid': channel
 _REFUND_ORDER = "time NULLS FIRST, refund_no, channel_refund_id NULLS FIRST, fid NULLS FIRST, source_line NULLS FIRST"
 _L_FIELDS = ("rid", "status", "amount", "currency", "time", "carried", "first_seen", "carried_as")
 _C_FIELDS = (*_L_FIELDS, "fee", "coupon_amount", "channel_refund_id", "fid", "source_line")
+# What the pair's classification needs of a side's primary (``pair_chain``): its record's own facts, not its texts.
+_SLIM = {side: ("rid", "amount", "currency", "carried", *(("fee",) if side == "c" else ()), *FACT_NAMES[side])
+         for side in ("c", "l")}
 KEY = "channel, txn_type, order_no, refund_no"
 _KEY_COLS = ("channel", "txn_type", "order_no", "refund_no")
 # What ``kept`` holds beside ``pairs``' columns for a key a record of which is listed, carried or not its side's
 # primary: the rest of the pair's facts, for the rows and the extras.
-_FACTS = ("pair", "multi_channel", "paid_amount", "refunded_total", "over_refund",
+_FACTS = ("pair", "multi_channel", "paid_amount", "refunded_total", "over_refund", "l_first", "c_first",
           *(f"l_{f}" for f in _L_FIELDS if f not in ("rid", "amount", "carried")),
-          *(f"c_{f}" for f in ("status", "currency", "time", "first_seen", "carried_as")))
+          *(f"c_{f}" for f in ("status", "currency", "time", "first_seen", "carried_as")),
+          *(f"{side}_{f}" for side in ("c", "l") for f in FACT_NAMES[side]))
 
 
 def classify(con, params: ClassifyParams, available: list[str]) -> None:
@@ -144,40 +131,44 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
     """
     selects = record_selects(con, params, available)
     create_views(con, selects, available)
-    for side, fields, extra in (("c", _C_FIELDS, ", count(*) FILTER (WHERE status = 'SUCCESS') AS n_ok"),
-                                ("l", _L_FIELDS, ", 0 AS n_ok")):
-        view = f"{side}rec"
+    _order_facts(con, len(available) > 1)
+    for side, extra in (("c", ", count(*) FILTER (WHERE status = 'SUCCESS') AS n_ok"), ("l", ", 0 AS n_ok")):
+        view, side_name = f"{side}rec", {"c": "CHANNEL", "l": "LOCAL"}[side]
         # keys with more than one record on this side (few), their counts and their primary: the records whose
         # key's hash equals a neighbour's in hash order (a sort of 8-byte values: half the time of a hash
-        # aggregate of 10M groups), then grouped by the key itself (a hash can collide)
-        side_name = {"c": "CHANNEL", "l": "LOCAL"}[side]
+        # aggregate of 10M groups), fetched by rid (``{side}mem``), then grouped by the key itself (a hash can
+        # collide); ``{side}dupr``: the rids of every record of those keys
         members = f"""
             SELECT rid FROM (
                 SELECT h, rid, lag(h) OVER w AS prev, lead(h) OVER w AS next
                 FROM (SELECT hash({KEY}) AS h, rid FROM {view}) WINDOW w AS (ORDER BY h))
             WHERE h = prev OR h = next"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {side}mem AS {_by_rid(selects, side_name, members)}")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {side}dup AS
             SELECT {KEY}, count(*) AS n{extra}, arg_min(rid, {_SORT_KEY}) AS primary_rid
-            FROM ({_by_rid(selects, side_name, members)}) GROUP BY ALL HAVING count(*) > 1""")
-        cols = ", ".join(f"{f} AS {side}_{f}" for f in fields)
-        ok = "CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END" if side == "c" else "0"
-        primaries = _by_rid(selects, side_name, f"SELECT primary_rid FROM {side}dup")
+            FROM {side}mem GROUP BY ALL HAVING count(*) > 1""")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {side}dupr AS SELECT rid FROM {side}mem SEMI JOIN {side}dup "
+                    f"USING ({KEY})")
+        # the side's primaries with what the pair needs of them (``_SLIM``): few columns for the join to carry
+        cols = ", ".join(f"{f} AS {side}_{f}" for f in _SLIM[side])
+        ok = "CASE WHEN ok THEN 1 ELSE 0 END" if side == "c" else "0"
+        singles = with_facts(params, side, f"SELECT * FROM {view} ANTI JOIN {side}dupr USING (rid)")
+        primaries = with_facts(params, side, f"SELECT m.* FROM {side}mem m SEMI JOIN {side}dup d ON d.primary_rid = m.rid")
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW {side}prim AS
-            SELECT {KEY}, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM {view} ANTI JOIN {side}dup USING ({KEY})
+            SELECT {KEY}, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM ({singles})
             UNION ALL
-            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in fields)}, d.n, d.n_ok
+            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in _SLIM[side])}, d.n, d.n_ok
             FROM ({primaries}) r JOIN {side}dup d ON d.primary_rid = r.rid""")
     keys = ", ".join(f"coalesce(c.{k}, l.{k}) AS {k}" for k in _KEY_COLS)
     on = " AND ".join(f"c.{k} = l.{k}" for k in _KEY_COLS)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW keys AS
         SELECT {keys}, coalesce(c.n_c, 0) AS n_channel, coalesce(c.n_c_ok, 0) AS n_channel_ok,
-               coalesce(l.n_l, 0) AS n_local, {", ".join(f"c.c_{f}" for f in _C_FIELDS)},
-               {", ".join(f"l.l_{f}" for f in _L_FIELDS)}
+               coalesce(l.n_l, 0) AS n_local, {", ".join(f"c.c_{f}" for f in _SLIM["c"])},
+               {", ".join(f"l.l_{f}" for f in _SLIM["l"])}
         FROM cprim c FULL OUTER JOIN lprim l ON {on}""")
-    _order_facts(con, len(available) > 1)
     _pairs(con, params, len(available) > 1, selects)
     _extras(con, params)
     _totals(con)
@@ -211,107 +202,16 @@ def _order_facts(con, channels: bool) -> None:
         WHERE r.rid IS NOT NULL""")
 
 
-def _record_category(params: ClassifyParams, *, held: str, local_extra: str, channel_extra: str, ok: str) -> str:
-    """jobs.rules.RECORD compiled over a table with the pair's facts (``pairs``' columns)."""
-    d = lit(params.day)
-    is_pay = "txn_type = 'PAYMENT'"
-    lone = _lone()
-    lone_age = f"datediff('day', TRY_CAST({lone['first_seen']} AS DATE), DATE {d})"
-    windows = by_channel({k: lit(v) for k, v in params.window_starts.items()}, lit(NO_WINDOW))
-    final_one = (f"CASE WHEN n_local > 0 AND {is_pay} THEN {lit(FINAL['LOCAL', True])} "
-                 f"WHEN n_local > 0 THEN {lit(FINAL['LOCAL', False])} "
-                 f"WHEN {is_pay} THEN {lit(FINAL['CHANNEL', True])} ELSE {lit(FINAL['CHANNEL', False])} END")
-    one_sided = compiled(ONE_SIDED, {"carried_break": _carried_break(), "carried": lone["carried"],
-                                     "aged": f"{lone_age} >= {params.max_carry_days}",
-                                     "in_window": f"({lone['time']}) >= {windows}"},
-                         {CARRIED_AS: f"({lone['carried_as']})", FINAL_ONE_SIDED: final_one})
-    return compiled(RECORD, {"held": held, "local_extra": local_extra, "channel_extra": channel_extra, "ok": ok,
-                             "one_sided": _is_one_sided(),
-                             "matched_late": f"pair = 'MATCHED' AND n_local > 0 AND n_channel > 0 AND {_any_carried()}"},
-                    {ONE_SIDED_OUTCOME: one_sided, PAIR_OUTCOME: "pair"})
-
-
-def _lone() -> dict[str, str]:
-    return {f: f"CASE WHEN n_local > 0 THEN l_{f} ELSE c_{f} END" for f in ("first_seen", "time", "carried",
-                                                                         "carried_as")}
-
-
-def _carried_break() -> str:
-    lone = _lone()
-    return f"({lone['carried']}) AND ({lone['carried_as']}) IN {sql_in(BREAKS)}"
-
-
-def _is_one_sided() -> str:
-    return f"pair IN {sql_in((ONE_LOCAL, ONE_CHANNEL))}"
-
-
-def _any_carried() -> str:
-    return "((n_local > 0 AND l_carried) OR (n_channel > 0 AND c_carried))"
-
-
-def _resolution(category: str) -> str:
-    return (f"CASE {category} " + " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in RESOLUTIONS.items())
-            + " WHEN 'NOT_RECONCILED' THEN 'NOT_RECONCILED' ELSE 'INTEGRITY_FAILURE' END")
-
-
-def _listed(category: str) -> str:
-    return f"{category} NOT IN ('MATCHED', 'LOCAL_DUPLICATE_KEY', 'NOT_RECONCILED')"
-
-
-def _pair_chain(params: ClassifyParams, channels: bool, source: str) -> str:
-    """A WITH chain over ``source`` (a relation with ``keys``' columns) ending in ``emitting``: the pair's facts,
-    its outcome (jobs.rules.PAIR), the primaries' category and age, whether a carried break stays open, whether
-    each primary carries a row (``emits_c``, ``emits_l``) and whether the key is ``kept``."""
-    d = lit(params.day)
-    is_pay = "txn_type = 'PAYMENT'"
-    facts = {
-        "is_pay": is_pay, "has_l": "n_local > 0", "has_c": "n_channel > 0", "both": "n_local > 0 AND n_channel > 0",
-        "l_ok": f"CASE WHEN {is_pay} THEN l_status = 'PAID' ELSE l_status = 'SUCCESS' END",
-        "c_ok": "c_status = 'SUCCESS'", "dup": "n_channel_ok > 1",
-        "cur_diff": "l_currency <> c_currency", "amt_diff": "l_amount <> c_amount",
-        "over_refund": "over_refund", "fee_bad": fee_off(params, "c_expected_fee", "c_fee"),
-        "multi_channel": "multi_channel",
-    }
-    lone_age = f"datediff('day', TRY_CAST({_lone()['first_seen']} AS DATE), DATE {d})"
-    pair_age = (f"datediff('day', TRY_CAST(least(CASE WHEN n_local > 0 THEN l_first_seen END, "
-                f"CASE WHEN n_channel > 0 THEN c_first_seen END) AS DATE), DATE {d})")
-    age = f"CASE WHEN {_is_one_sided()} THEN {lone_age} WHEN {_any_carried()} THEN {pair_age} ELSE 0 END"
-    category = _record_category(params, held="false", local_extra="false", channel_extra="false", ok="false")
-    return f"""
-        WITH priced AS (SELECT *, {expected_fee(params, 'c_amount', 'c_coupon_amount')} AS c_expected_fee
-                        FROM {source}),
-        facts AS (
-            SELECT k.*, {"m.order_no IS NOT NULL" if channels else "false"} AS multi_channel,
-                CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN f.paid END AS paid_amount,
-                CASE WHEN k.txn_type = 'REFUND' AND c_rid IS NOT NULL THEN coalesce(f.cum, 0) END AS refunded_total
-            FROM priced k
-            {"LEFT JOIN multi m ON m.order_no = k.order_no" if channels else ""}
-            LEFT JOIN refund_facts f ON f.rid = k.c_rid),
-        refunds AS (
-            SELECT *, coalesce(txn_type = 'REFUND' AND c_status = 'SUCCESS' AND paid_amount IS NOT NULL
-                               AND refunded_total > paid_amount, false) AS over_refund FROM facts),
-        paired AS (SELECT *, {compiled(PAIR, facts)} AS pair FROM refunds),
-        categorized AS (
-            SELECT *, {category} AS category, CAST({age} AS INTEGER) AS age_days,
-                   coalesce({_is_one_sided()} AND {_carried_break()}, false) AS still_open FROM paired),
-        listing AS (
-            SELECT *, {_listed('category')} AND NOT still_open AS emits_c,
-                   {_listed('category')} AND NOT still_open AND n_channel = 0 AS emits_l FROM categorized),
-        emitting AS (
-            SELECT *, emits_c OR emits_l OR category IN {sql_in(('PENDING_CUTOFF', *BREAKS))} OR n_channel > 1
-                      OR n_local > 1 AS kept FROM listing)"""
-
-
 _PAIR_COLS = ("n_channel", "n_local", "n_channel_ok", "c_carried", "c_amount", "c_fee", "l_carried", "l_amount",
               "category", "age_days", "emits_c", "emits_l")
 
 
 def _pairs(con, params: ClassifyParams, channels: bool, selects: dict[tuple[str, int], tuple[str, str]]) -> None:
-    """``pairs``: the keys' outcomes (``_pair_chain``) summed by what the totals need, a ``kept`` key a group of
+    """``pairs``: the keys' outcomes (``pair_chain``) summed by what the totals need, a ``kept`` key a group of
     its own with its primaries' rids; ``kept``: the kept keys (about 1%) with all of their pair's facts, computed
     again through the same chain from their primaries (by rid): cheaper than a table of every key's facts."""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE pairs AS {_pair_chain(params, channels, 'keys')}
+        CREATE OR REPLACE TEMP TABLE pairs AS {pair_chain(params, channels, 'keys')}
         SELECT channel, category, n_channel > 0 AS has_c, n_local > 0 AS has_l, c_carried, l_carried, emits_c,
                emits_l, CASE WHEN kept THEN c_rid END AS c_rid, CASE WHEN kept THEN l_rid END AS l_rid,
                count(*) AS keys, sum(c_amount) AS c_amount, sum(c_fee) AS c_fee, sum(l_amount) AS l_amount
@@ -324,13 +224,16 @@ def _pairs(con, params: ClassifyParams, channels: bool, selects: dict[tuple[str,
                CASE WHEN p.c_rid IS NULL THEN 0
                     ELSE coalesce(cd.n_ok, CASE WHEN c.status = 'SUCCESS' THEN 1 ELSE 0 END) END AS n_channel_ok,
                CASE WHEN p.l_rid IS NULL THEN 0 ELSE coalesce(ld.n, 1) END AS n_local,
-               {", ".join(f"c.{f} AS c_{f}" for f in _C_FIELDS)}, {", ".join(f"l.{f} AS l_{f}" for f in _L_FIELDS)}
-        FROM pairs p LEFT JOIN ({primaries['channel']}) c ON c.rid = p.c_rid
-        LEFT JOIN ({primaries['local']}) l ON l.rid = p.l_rid
+               {", ".join(f"c.{f} AS c_{f}" for f in (*_C_FIELDS, *FACT_NAMES["c"], "expected_fee"))},
+               {", ".join(f"l.{f} AS l_{f}" for f in (*_L_FIELDS, *FACT_NAMES["l"]))},
+               CASE WHEN c.txn_type = 'REFUND' THEN c.paid END AS paid_amount,
+               CASE WHEN c.txn_type = 'REFUND' THEN coalesce(c.cum, 0) END AS refunded_total
+        FROM pairs p LEFT JOIN ({with_facts(params, "c", primaries['channel'])}) c ON c.rid = p.c_rid
+        LEFT JOIN ({with_facts(params, "l", primaries['local'])}) l ON l.rid = p.l_rid
         LEFT JOIN cdup cd ON cd.primary_rid = p.c_rid LEFT JOIN ldup ld ON ld.primary_rid = p.l_rid
         WHERE p.c_rid IS NOT NULL OR p.l_rid IS NOT NULL"""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE kept AS {_pair_chain(params, channels, f'({kept_keys})')}
+        CREATE OR REPLACE TEMP TABLE kept AS {pair_chain(params, channels, f'({kept_keys})')}
         SELECT channel, txn_type, order_no, refund_no, c_rid, l_rid, {", ".join(_PAIR_COLS)}, {", ".join(_FACTS)},
                CASE WHEN category = 'FEE_MISMATCH' THEN c_expected_fee END AS expected_fee
         FROM emitting""")
@@ -350,8 +253,8 @@ def _extras(con, params: ClassifyParams) -> None:
     a further SUCCESS channel record is a duplicate, a further attempt is matched, a further local record is
     an integrity failure) and its key's facts."""
     d = lit(params.day)
-    category = _record_category(params, held="false", local_extra="side <> 'CHANNEL'",
-                                channel_extra="side = 'CHANNEL'", ok="status = 'SUCCESS'")
+    category = record_category(params, held="false", local_extra="side <> 'CHANNEL'",
+                               channel_extra="side = 'CHANNEL'", ok="status = 'SUCCESS'")
     pair_facts = ", ".join([f"p.{k}" for k in (*_KEY_COLS, "n_channel", "n_local", "n_channel_ok", "c_rid", "l_rid",
                                                 "c_carried", "c_amount", "l_carried", "l_amount")]
                            + [f"p.{f}" for f in (*_FACTS, "expected_fee")])
@@ -359,13 +262,13 @@ def _extras(con, params: ClassifyParams) -> None:
         CREATE OR REPLACE TEMP TABLE extras AS
         WITH extra AS (
             SELECT 'CHANNEL' AS side, r.rid, r.status, r.amount, r.fee, r.carried, r.first_seen, {pair_facts}
-            FROM crec r JOIN cdup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
+            FROM cmem r JOIN cdup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
                 AND d.refund_no = r.refund_no AND r.rid <> d.primary_rid
             JOIN kept p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
                 AND p.refund_no = r.refund_no
             UNION ALL BY NAME
             SELECT 'LOCAL' AS side, r.rid, r.status, r.amount, NULL AS fee, r.carried, r.first_seen, {pair_facts}
-            FROM lrec r JOIN ldup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
+            FROM lmem r JOIN ldup d ON d.channel = r.channel AND d.txn_type = r.txn_type AND d.order_no = r.order_no
                 AND d.refund_no = r.refund_no AND r.rid <> d.primary_rid
             JOIN kept p ON p.channel = r.channel AND p.txn_type = r.txn_type AND p.order_no = r.order_no
                 AND p.refund_no = r.refund_no)
@@ -406,8 +309,8 @@ def _rows(con, selects: dict[tuple[str, int], tuple[str, str]]) -> None:
             WHERE n_channel > 0 AND (emits_c OR category IN {carried})
         UNION ALL SELECT 'LOCAL', l_rid, 1, emits_l, {facts} FROM kept p
             WHERE n_local > 0 AND (emits_l OR category IN {carried})
-        UNION ALL SELECT side, rid, 2, side = 'CHANNEL' AND {_listed('category')}, {facts} FROM extras p
-            WHERE (side = 'CHANNEL' AND {_listed('category')}) OR category = 'LOCAL_DUPLICATE_KEY'""")
+        UNION ALL SELECT side, rid, 2, side = 'CHANNEL' AND {listed('category')}, {facts} FROM extras p
+            WHERE (side = 'CHANNEL' AND {listed('category')}) OR category = 'LOCAL_DUPLICATE_KEY'""")
     resolution = ("CASE k.category " + " ".join(f"WHEN {lit(a)} THEN {lit(b)}" for a, b in RESOLUTIONS.items())
                   + " ELSE 'INTEGRITY_FAILURE' END AS resolution")
     blank = ", ".join(f"'' AS {n}" for n in DETAILS)
