@@ -266,6 +266,18 @@ def classify_params(settings: Settings, day: dt.date, available: list[str]):
     )
 
 
+def checksums_aside(storage: Storage, paths: list[str]):
+    """A future of {path: (sha256, size)} of ``paths``, computed in a thread (hashlib lets go of the GIL): an
+    engine starts it where it has a core to spare and hands it to ``build_summary``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksums")
+    try:
+        return pool.submit(lambda: {p: storage.sha256(p) for p in paths})
+    finally:
+        pool.shutdown(wait=False)
+
+
 def finish(storage: Storage, staged: str, day: dt.date, summary: dict, *, engine: str, publish: bool) -> bool:
     """Complete a staged result (both engines): summary.json, report.html and report.xlsx (inside the atomic
     publish), _SUCCESS; then swap it in when ``publish`` (returns True) or leave it staged (False)."""
@@ -546,8 +558,9 @@ def _corrections_already(spark, storage: Storage, day: dt.date):
 def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id: str, totals: list[dict],
                   available: list[str], missing: list[str], held_local, held_items, previous, local_files,
                   extra: dict, reconcile_seconds: float, opening_check: dict | None = None,
-                  closing_digests: dict[str, str] | None = None) -> dict:
-    """summary.json: counts and amounts per channel and category, control totals, roll-forward, inputs."""
+                  closing_digests: dict[str, str] | None = None, checksums=None) -> dict:
+    """summary.json: counts and amounts per channel and category, control totals, roll-forward, inputs.
+    ``checksums``: the local files' (sha256, size) as ``checksums_aside`` computes them, else computed here."""
     from decimal import Decimal
 
     from jobs.transforms import CARRIED_CATEGORIES as carried_categories  # what open_items.csv carries
@@ -619,8 +632,9 @@ def build_summary(storage: Storage, settings: Settings, day: dt.date, *, run_id:
             inputs.append({"kind": "statement", "channel": ch, "file": storage.uri("raw", ch, day.isoformat(),
                                                                                    f["source_file"]),
                            "sha256": f["raw_sha256"]})
+    known = checksums.result() if checksums is not None else {}
     for path in local_files:
-        sha, size = storage.sha256(path)
+        sha, size = known[path] if path in known else storage.sha256(path)
         inputs.append({"kind": "local_orders", "file": storage.uri(path), "sha256": sha, "size": size})
     if previous is not None:
         sha, size = storage.sha256(recon_dir(previous), "open_items.csv")

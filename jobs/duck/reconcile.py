@@ -172,6 +172,9 @@ def _reconcile(con, storage, settings, day, available, missing, *, run_id, extra
     ).fetchall()]
 
     # -- load ------------------------------------------------------------------------------------------------
+    # the export's checksum for summary.json, beside the writing below (much of which keeps one core busy)
+    local_paths = [posixpath.join(local_folder, n) for n in local_files]
+    checksums = shared.checksums_aside(storage, local_paths)
     staged = None
     try:
         staged = storage.staging("recon", f"check-{d}" if not publish else d)
@@ -192,8 +195,8 @@ def _reconcile(con, storage, settings, day, available, missing, *, run_id, extra
         summary = shared.build_summary(
             storage, settings, day, run_id=run_id, totals=totals, available=available, missing=missing,
             held_local=held_local, held_items=held_items, previous=prev, opening_check=opening_check,
-            closing_digests=digests, local_files=[posixpath.join(local_folder, n) for n in local_files],
-            extra=extra, reconcile_seconds=round(time.time() - started, 3))
+            closing_digests=digests, local_files=local_paths, checksums=checksums, extra=extra,
+            reconcile_seconds=round(time.time() - started, 3))
         if not shared.finish(storage, staged, day, summary, engine="duckdb", publish=publish):
             return summary, staged
     except BaseException as exc:
