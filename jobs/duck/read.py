@@ -64,19 +64,20 @@ def _empty(types: dict[str, str]) -> str:
 
 def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: dict[str, str], *, what: str,
                      hint: str, date: str | None = None, channel: str | None = None, casts: dict | None = None,
-                     with_file: bool = False, read_hint: str | None = "") -> None:
+                     with_file: bool = False, read_hint: str | None = "", extra: dict[str, str] | None = None) -> None:
     """Table ``name`` with ``types``' columns (in that order) of the CSV files ``paths`` (relative to the root),
     matched by header name. ``casts``: column -> SQL of the text column ``v`` instead of a plain cast.
     ``with_file`` adds ``recon_file_id``, the file's ``file_no`` in table ``{name}_files`` (``file_table``: its
     URI is what the export checks name; a number per row, not the URI, as the rows are millions). ``read_hint``: what to
-    do when a file cannot be parsed (default ``hint``; None: by the kind of file, as jobs/read_errors.py says)."""
+    do when a file cannot be parsed (default ``hint``; None: by the kind of file, as jobs/read_errors.py says).
+    ``extra``: further columns, name -> SQL over the text columns (``"name"``)."""
     groups = inputs.group_by_header(storage, paths, list(types), what=what, hint=hint, date=date, channel=channel)
     selects, numbered = [], []
     for header, uris in groups.items():
         files = [local_file(storage, _relative(storage, u)) for u in uris]
         for uri, path in zip(uris, files):
             cols = [(casts or {}).get(n, f"CAST({{v}} AS {t})").format(v=f'"{n}"') + f' AS "{n}"'
-                    for n, t in types.items()]
+                    for n, t in types.items()] + [f'{sql} AS "{n}"' for n, sql in (extra or {}).items()]
             if with_file:
                 cols.append(f"{len(numbered)} AS recon_file_id")
                 numbered.append(uri)
@@ -84,8 +85,8 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
     if with_file:
         file_table(con, f"{name}_files", numbered)
     if not selects:
-        selects = [_empty(types) if not with_file else
-                   f"SELECT *, CAST(NULL AS INTEGER) AS recon_file_id FROM ({_empty(types)})"]
+        empty = _empty(types) if not extra else f"SELECT *, {', '.join(f'NULL AS {n}' for n in extra)} FROM ({_empty(types)})"
+        selects = [empty if not with_file else f"SELECT *, CAST(NULL AS INTEGER) AS recon_file_id FROM ({empty})"]
     sql = f"CREATE OR REPLACE TABLE {name} AS " + " UNION ALL ".join(selects)
     run(con, sql, what=what, file=storage.uri(paths[0]) if len(paths) == 1 else None, date=date, channel=channel,
         hint=hint if read_hint == "" else read_hint, storage=storage, paths=list(paths))
@@ -179,10 +180,11 @@ def details_from_parquet(con, name: str) -> str:
             f"FROM read_parquet({_list(files)})")
 
 
-def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str) -> list[str]:
-    """Table ``name``: D's export as read (LocalRecord columns, ``amount`` as text for a CSV export, and
-    ``recon_file_id``, the file's ``file_no`` in ``{name}_files``); returns the files' paths. ``check_amounts`` checks
-    it."""
+def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date, hint: str, outside) -> list[str]:
+    """Table ``name``: D's export as read (LocalRecord columns; ``recon_file_id``, the file's ``file_no`` in
+    ``{name}_files``; ``recon_outside``, whether the record's time is outside D: ``outside(paid_at, created_at)``,
+    SQL over those columns' text); returns the files' paths. A CSV export's amount is cast to DECIMAL(18,2) only
+    when its text is a plain decimal exact to the cent, else NULL: ``check_amounts`` names such a row."""
     from jobs.local_orders import local_export_files
 
     folder, names = local_export_files(storage, day)
@@ -192,35 +194,45 @@ def create_local_export(con, storage: Storage, name: str, fmt: str, day: dt.date
     if fmt == "parquet":
         inputs.check_parquet(storage, paths, local_schema.COLUMNS, what=what, hint=hint, date=d)
         cols = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in LOCAL_TYPES.items())
+        late = outside('CAST("paid_at" AS VARCHAR)', 'CAST("created_at" AS VARCHAR)')
         files = [local_file(storage, p) for p in paths]
         file_table(con, f"{name}_files", [storage.uri(p) for p in paths])
-        selects = " UNION ALL ".join(f"SELECT {cols}, {i} AS recon_file_id FROM read_parquet({_list([f])})"
-                                     for i, f in enumerate(files))
+        selects = " UNION ALL ".join(f"SELECT {cols}, {late} AS recon_outside, {i} AS recon_file_id "
+                                     f"FROM read_parquet({_list([f])})" for i, f in enumerate(files))
         run(con, f"CREATE OR REPLACE TABLE {name} AS {selects}", what=what, hint=hint, date=d)
         return paths
-    create_csv_table(con, storage, name, paths, {**LOCAL_TYPES, "amount": "VARCHAR"}, what=what, hint=hint, date=d,
-                     with_file=True)
+    pattern = quoted(CENTS_PATTERN).replace("{", "{{").replace("}", "}}")  # a template: {v} is the column
+    exact = f"CASE WHEN regexp_full_match({{v}}, {pattern}) THEN CAST({{v}} AS {MONEY}) END"
+    create_csv_table(con, storage, name, paths, LOCAL_TYPES, what=what, hint=hint, date=d, with_file=True,
+                     casts={"amount": exact}, extra={"recon_outside": outside('"paid_at"', '"created_at"')})
     return paths
 
 
-def check_amounts(con, name: str, day: dt.date, hint: str) -> None:
-    """An export's amount that is not a plain decimal exact to the cent fails with the order, the file and the
-    value when it looks like a number (it could otherwise be a card number shifted into the column): the
-    words of the Spark path (``jobs.local_orders._exact_amounts``). DuckDB, like Spark, would otherwise round
-    12.345 to 12.35 without a word."""
+def check_amounts(con, storage: Storage, name: str, day: dt.date, hint: str) -> None:
+    """A CSV export's amount that is not a plain decimal exact to the cent (NULL in table ``name``, as
+    ``create_local_export`` reads it) fails with the order, the file and the value, read again from the file,
+    when it looks like a number (it could otherwise be a card number shifted into the column): the words of
+    the Spark path (``jobs.local_orders._exact_amounts``). DuckDB, like Spark, would otherwise round 12.345 to
+    12.35 without a word. A Parquet export's amounts are typed by its writer."""
     import re
 
     from jobs.local_orders import MAX_DIGITS_SHOWN
 
-    if con.execute(f"SELECT typeof(amount) FROM {name} LIMIT 1").fetchone() in (None, (MONEY,)):
-        return  # Parquet: typed by its writer
     bad = con.execute(f"""
-        SELECT order_no, refund_no, channel, f.path, amount FROM {name} JOIN {name}_files f ON f.file_no = recon_file_id
-        WHERE amount IS NULL OR NOT regexp_full_match(amount, ?) LIMIT 1""", [CENTS_PATTERN]).fetchone()
+        SELECT order_no, refund_no, channel, f.path FROM {name} JOIN {name}_files f ON f.file_no = recon_file_id
+        WHERE amount IS NULL LIMIT 1""").fetchone()
     if bad is None:
         return
     d = day.isoformat()
-    order, refund, channel, file, amount = bad
+    order, refund, channel, file = bad
+    path = _relative(storage, file)
+    header = inputs.csv_header(storage, path)
+    amount = con.execute(f"""
+        SELECT "amount" FROM {_csv_source([local_file(storage, path)], tuple(header))}
+        WHERE "order_no" IS NOT DISTINCT FROM ? AND "refund_no" IS NOT DISTINCT FROM ?
+          AND ("amount" IS NULL OR NOT regexp_full_match("amount", ?)) LIMIT 1""",
+                         [order, refund, CENTS_PATTERN]).fetchone()
+    amount = amount[0] if amount else None
     digits = len(re.sub(r"[^0-9]", "", amount or ""))
     shown = ("empty" if amount is None else f"'{amount}'"
              if re.fullmatch(r"[0-9.,eE+ -]{1,24}", amount) and digits <= MAX_DIGITS_SHOWN

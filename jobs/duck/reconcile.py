@@ -224,16 +224,24 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
 
         load_local_pg(con, cfg, day, settings.timezone, table="local_in")
         return local_dir(day), []
-    paths = read.create_local_export(con, storage, "local_in", cfg.get("format", "csv"), day, EXPORT_HINT)
-    read.check_amounts(con, "local_in", day, EXPORT_HINT)
     margin = shared.local_margin(settings)
     first, end = time_bounds(day, margin)
+
+    def outside_day(paid_at: str, created_at: str) -> str:
+        when = f"coalesce(nullif({paid_at}, ''), nullif({created_at}, ''))"
+        return f"({when} IS NOT NULL AND ({when} < {lit(first)} OR {when} >= {lit(end)}))"
+
+    fmt = cfg.get("format", "csv")
+    paths = read.create_local_export(con, storage, "local_in", fmt, day, EXPORT_HINT, outside_day)
+    if fmt != "parquet":
+        read.check_amounts(con, storage, "local_in", day, EXPORT_HINT)
+    if not con.execute("SELECT count(*) FROM local_in WHERE recon_outside").fetchone()[0]:
+        return posixpath.dirname(paths[0]), [posixpath.basename(p) for p in paths]
     when = "coalesce(nullif(paid_at, ''), nullif(created_at, ''))"
-    outside = f"({when} IS NOT NULL AND ({when} < {lit(first)} OR {when} >= {lit(end)}))"
     rows = con.execute(f"""
         SELECT f.path, rows, bad, first, earliest, latest FROM (
-            SELECT recon_file_id, count(*) AS rows, sum(CASE WHEN {outside} THEN 1 ELSE 0 END) AS bad,
-                   min(CASE WHEN {outside} THEN {{'when': {when}, 'order_no': order_no}} END) AS first,
+            SELECT recon_file_id, count(*) AS rows, sum(CASE WHEN recon_outside THEN 1 ELSE 0 END) AS bad,
+                   min(CASE WHEN recon_outside THEN {{'when': {when}, 'order_no': order_no}} END) AS first,
                    min({when}) AS earliest, max({when}) AS latest
             FROM local_in GROUP BY recon_file_id HAVING bad > 0) JOIN local_in_files f ON f.file_no = recon_file_id
         ORDER BY f.path""").fetchall()
