@@ -1,6 +1,6 @@
 """A small streaming XLSX writer: rows go to disk as they are appended, so memory does not grow with them.
 
-Pure Python and zlib; it writes only what report.xlsx needs, in the
+Pure Python and ``zipfile``; it writes only what report.xlsx needs, in the
 SpreadsheetML (ECMA-376 / ISO 29500, transitional) parts Excel, LibreOffice
 and openpyxl read::
 
@@ -32,11 +32,10 @@ as their exact decimal text, never through float, with the number format
 Anything else (float, bool, dates) is a ``TypeError``: the caller decides how
 such values should look.
 
-Each sheet streams its ``<row>`` elements, deflated by a thread as they come
-(``reports.zipdeflate``: on the core the row-making leaves idle), to its own
-anonymous temporary file (sheets can be appended to in any interleaving);
-``save`` writes the small parts, then each sheet's head, rows and tail into
-the zip. The head (tab colour, dimension, frozen pane, widths) is made at
+Each sheet streams its ``<row>`` elements to its own anonymous temporary file
+(sheets can be appended to in any interleaving); ``save`` writes the small
+parts, then copies each sheet between its head and tail into the zip,
+deflated. The head (tab colour, dimension, frozen pane, widths) is written at
 save, so it can reflect what the sheet holds.
 
 A row is written from a template when it can be: its shape (each value's
@@ -61,7 +60,9 @@ written, and Excel truncates or repairs it on opening); Excel keeps 15
 significant digits of a number (the file holds the exact decimal; a reader
 parsing it to a double rounds beyond that). Not supported: shared strings,
 formulas, dates, booleans, merged cells, frozen columns, rich text, several
-filters per sheet. ``save`` writes ``out`` front to back (it need not seek).
+filters per sheet. ``save`` hands ``out`` to ``zipfile``, which can write to an
+unseekable stream (with data descriptors) but wants ``tell``; report.xlsx
+goes through a local temporary file.
 
 Size: one file format, one module: the parts below refer to each other's ids (sheets, styles,
 shared names), and splitting them would spread one ZIP package over several files.
@@ -70,13 +71,13 @@ shared names), and splitting them would spread one ZIP package over several file
 from __future__ import annotations
 
 import re
-import zlib
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
 from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
-
-from reports.zipdeflate import DeflatingBody, ZipWriter, crc32_combine, deflated
 
 MAX_ROWS = 1_048_576
 MAX_COLUMNS = 16_384
@@ -274,13 +275,13 @@ class Sheet:
         self.rows = 0            # rows appended (empty ones included): the last row's number
         self.columns = 0         # the widest row appended
         self.filter_ref: str | None = None
-        self._body = DeflatingBody(book.compresslevel)
+        self._file = tempfile.TemporaryFile(prefix="xlsx-sheet-")
         self._parts: list[str] = []
         self._plain = book._styles.attrs(PLAIN)
 
     @property
     def closed(self) -> bool:
-        return self._body.closed
+        return self._file.closed
 
     def append(self, values: Sequence = (), style: Style | None = None) -> None:
         """One row under the last: ``values`` from column A (see the module's note on values), in ``style``.
@@ -381,7 +382,7 @@ class Sheet:
 
     def _flush(self) -> None:
         if self._parts:
-            self._body.write("".join(self._parts).encode("utf-8"))
+            self._file.write("".join(self._parts).encode("utf-8"))
             self._parts.clear()
 
     def _head(self, selected: bool) -> str:
@@ -409,20 +410,21 @@ class Sheet:
                 '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>'
                 '</worksheet>')
 
-    def _write_to(self, zf: ZipWriter, part: str, selected: bool) -> None:
-        """This sheet as the zip entry ``part``: head, the rows (deflated as they came), tail."""
+    def _write_to(self, zf: zipfile.ZipFile, part: str, selected: bool) -> None:
+        """This sheet as the zip entry ``part``: head, the rows from the temporary file, tail."""
         self._flush()
         head, tail = self._head(selected).encode("utf-8"), self._tail().encode("utf-8")
-        rows, size = self._body.finish()
-        crc = zlib.crc32(tail, crc32_combine(zlib.crc32(head), self._body.crc, self._body.size))
-        level = self.book.compresslevel
-        zf.add(part, crc, len(head) + self._body.size + len(tail),
-               [deflated(head, level, final=False), (rows, size), deflated(tail, level, final=True)])
+        size = len(head) + self._file.tell() + len(tail)
+        self._file.seek(0)
+        with zf.open(part, "w", force_zip64=size * 1.05 > zipfile.ZIP64_LIMIT) as dst:  # zipfile's own margin
+            dst.write(head)
+            shutil.copyfileobj(self._file, dst, 1 << 20)
+            dst.write(tail)
 
     def close(self) -> None:
         """Drop the rows' temporary file (the sheet takes no more rows and cannot be saved)."""
         self._parts.clear()
-        self._body.close()
+        self._file.close()
 
 
 class Workbook:
@@ -467,20 +469,19 @@ class Workbook:
             raise ValueError("order must list every sheet of the workbook once (and there must be one)")
         if any(s.closed for s in sheets):
             raise ValueError("the workbook is closed (saved already, or closed after an error)")
-        zf = ZipWriter(out)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=self.compresslevel) as zf:
+            def put(part: str, text: str) -> None:
+                with zf.open(part, "w") as dst:  # a ZipInfo dated 1980-01-01: reproducible bytes
+                    dst.write(text.encode("utf-8"))
 
-        def put(part: str, text: str) -> None:
-            zf.add_bytes(part, text.encode("utf-8"), self.compresslevel)
-
-        put("[Content_Types].xml", self._content_types(len(sheets)))
-        put("_rels/.rels", f'{DECLARATION}<Relationships xmlns="{PKG_REL_NS}"><Relationship Id="rId1" '
-            f'Type="{REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
-        put("xl/workbook.xml", self._workbook(sheets))
-        put("xl/_rels/workbook.xml.rels", self._workbook_rels(len(sheets)))
-        put("xl/styles.xml", self._styles.xml())
-        for i, sheet in enumerate(sheets, 1):
-            sheet._write_to(zf, f"xl/worksheets/sheet{i}.xml", selected=i == 1)
-        zf.close()
+            put("[Content_Types].xml", self._content_types(len(sheets)))
+            put("_rels/.rels", f'{DECLARATION}<Relationships xmlns="{PKG_REL_NS}"><Relationship Id="rId1" '
+                f'Type="{REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+            put("xl/workbook.xml", self._workbook(sheets))
+            put("xl/_rels/workbook.xml.rels", self._workbook_rels(len(sheets)))
+            put("xl/styles.xml", self._styles.xml())
+            for i, sheet in enumerate(sheets, 1):
+                sheet._write_to(zf, f"xl/worksheets/sheet{i}.xml", selected=i == 1)
         self.close()
 
     def close(self) -> None:
