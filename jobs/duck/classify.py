@@ -1,5 +1,5 @@
-"""The classification in DuckDB SQL: the rules of jobs/rules.py compiled into CASE expressions over the facts
-this module computes with hash aggregates and joins.
+"""The classification in DuckDB SQL: the rules of jobs/rules.py, compiled by jobs/duck/outcomes.py into CASE
+expressions, over the facts this module computes with sorts, aggregates and joins.
 
 Tables in, on one connection: ``local_in`` (LocalRecord columns), ``std_in`` (today's standard records),
 ``open_in`` (the opening open items), ``hist_in`` (earlier dates' standard records, the refund lookback) and
@@ -7,8 +7,9 @@ Tables in, on one connection: ``local_in`` (LocalRecord columns), ``std_in`` (to
 (per channel, category, side and carried) and ``rows`` (the records that are listed, carried or broken, with
 their outcome), as jobs/transforms.classify, slim_outcomes and with_details give them.
 
-Where the Spark engine shuffles every record by order and sorts it into one window, DuckDB groups records by
-key in one hash aggregate and classifies each key once: the facts are the same, and the outputs byte-equal
+Where the Spark engine shuffles every record by order and sorts it into one window, DuckDB finds the few keys
+with more than one record on a side, joins the two sides' primaries in one hash join by key and classifies
+each key once: the facts are the same, and the outputs byte-equal
 (tests/test_engines_differential.py, and the suite's cross-check of every end-to-end run).
 """
 
@@ -154,12 +155,14 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
         cols = ", ".join(f"{f} AS {side}_{f}" for f in _SLIM[side])
         ok = "CASE WHEN ok THEN 1 ELSE 0 END" if side == "c" else "0"
         singles = with_facts(params, side, f"SELECT * FROM {view} ANTI JOIN {side}dupr USING (rid)")
-        primaries = with_facts(params, side, f"SELECT m.* FROM {side}mem m SEMI JOIN {side}dup d ON d.primary_rid = m.rid")
+        primaries = with_facts(params, side,
+                               f"SELECT m.* FROM {side}mem m SEMI JOIN {side}dup d ON d.primary_rid = m.rid")
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW {side}prim AS
             SELECT {KEY}, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM ({singles})
             UNION ALL
-            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in _SLIM[side])}, d.n, d.n_ok
+            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in _SLIM[side])},
+                   d.n, d.n_ok
             FROM ({primaries}) r JOIN {side}dup d ON d.primary_rid = r.rid""")
     keys = ", ".join(f"coalesce(c.{k}, l.{k}) AS {k}" for k in _KEY_COLS)
     on = " AND ".join(f"c.{k} = l.{k}" for k in _KEY_COLS)

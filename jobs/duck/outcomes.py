@@ -109,9 +109,9 @@ def record_category(params: ClassifyParams, *, held: str, local_extra: str, chan
                                      "aged": f"{lone_age} >= {params.max_carry_days}",
                                      "in_window": lone["in_window"]},
                          {CARRIED_AS: f"({lone['carried_as']})", FINAL_ONE_SIDED: final_one})
+    matched_late = f"pair = 'MATCHED' AND n_local > 0 AND n_channel > 0 AND {_any_carried()}"
     return compiled(RECORD, {"held": held, "local_extra": local_extra, "channel_extra": channel_extra, "ok": ok,
-                             "one_sided": _is_one_sided(),
-                             "matched_late": f"pair = 'MATCHED' AND n_local > 0 AND n_channel > 0 AND {_any_carried()}"},
+                             "one_sided": _is_one_sided(), "matched_late": matched_late},
                     {ONE_SIDED_OUTCOME: one_sided, PAIR_OUTCOME: "pair"})
 
 

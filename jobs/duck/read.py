@@ -85,7 +85,8 @@ def create_csv_table(con, storage: Storage, name: str, paths: list[str], types: 
     if with_file:
         file_table(con, f"{name}_files", numbered)
     if not selects:
-        empty = _empty(types) if not extra else f"SELECT *, {', '.join(f'NULL AS {n}' for n in extra)} FROM ({_empty(types)})"
+        empty = _empty(types) if not extra else \
+            f"SELECT *, {', '.join(f'NULL AS {n}' for n in extra)} FROM ({_empty(types)})"
         selects = [empty if not with_file else f"SELECT *, CAST(NULL AS INTEGER) AS recon_file_id FROM ({empty})"]
     sql = f"CREATE OR REPLACE TABLE {name} AS " + " UNION ALL ".join(selects)
     run(con, sql, what=what, file=storage.uri(paths[0]) if len(paths) == 1 else None, date=date, channel=channel,
