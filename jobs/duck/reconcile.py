@@ -227,8 +227,11 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
     margin = shared.local_margin(settings)
     first, end = time_bounds(day, margin)
 
+    def record_time(paid_at: str, created_at: str) -> str:
+        return f"coalesce(nullif({paid_at}, ''), nullif({created_at}, ''))"
+
     def outside_day(paid_at: str, created_at: str) -> str:
-        when = f"coalesce(nullif({paid_at}, ''), nullif({created_at}, ''))"
+        when = record_time(paid_at, created_at)
         return f"({when} IS NOT NULL AND ({when} < {lit(first)} OR {when} >= {lit(end)}))"
 
     fmt = cfg.get("format", "csv")
@@ -237,7 +240,7 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
         read.check_amounts(con, storage, "local_in", day, EXPORT_HINT)
     if not con.execute("SELECT count(*) FROM local_in WHERE recon_outside").fetchone()[0]:
         return posixpath.dirname(paths[0]), [posixpath.basename(p) for p in paths]
-    when = "coalesce(nullif(paid_at, ''), nullif(created_at, ''))"
+    when = record_time("paid_at", "created_at")
     rows = con.execute(f"""
         SELECT f.path, rows, bad, first, earliest, latest FROM (
             SELECT recon_file_id, count(*) AS rows, sum(CASE WHEN recon_outside THEN 1 ELSE 0 END) AS bad,

@@ -228,8 +228,6 @@ def test_a_full_sheet_refuses_the_row_both_ways(monkeypatch):
 
 # -- the report sheets: a row as it is against _value per value --------------------------------------------------
 
-
-
 def report_row(columns, fields: list, money_columns, k: int) -> dict:
     """A row of ``columns`` holding ``fields``; its amounts a Decimal or None, its counts an int or None."""
     row = dict(zip(columns, fields))
