@@ -39,6 +39,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -430,6 +431,16 @@ def outputs_missing(s: Scale) -> list[str]:
     return [n for n in names if not (s.recon_dir / n).exists()]
 
 
+REPORTS_LOGGED = re.compile(r"wrote report\.html and report\.xlsx in ([0-9.]+) s")
+
+
+def reports_seconds(log: Path) -> float | None:
+    """What a reconcile's log says its reports took (report.html and report.xlsx: the same Python after either
+    engine); None when it does not say."""
+    found = REPORTS_LOGGED.findall(log.read_text("utf-8", errors="replace"))
+    return float(found[-1]) if found else None
+
+
 def _fmt_s(x: float) -> str:
     return f"{x:.1f}" if x >= 1 else f"{x:.2f}"
 
@@ -471,6 +482,7 @@ def main(argv=None) -> int:
     print("| stage | records | raw MB | median s | runs (s) | peak RSS MiB | JVM / Python MiB | records/s | MB/s |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     medians: dict[tuple[str, int], tuple[float, int]] = {}
+    engines: dict[tuple[str, int], list[tuple[float, float]]] = {}  # reconcile runs: (the command's s, reports' s)
     for stage in args.stages:
         label, setup = STAGES[stage]
         for rows, s in scales.items():
@@ -485,6 +497,10 @@ def main(argv=None) -> int:
                     results = []
                     break
                 results.append(m)
+                if stage in ("reconcile", "reconcile-duckdb"):
+                    reports = reports_seconds(s.logs / f"{stage}-{rows}-run{n + 1}.log")
+                    if reports is not None:
+                        engines.setdefault((stage, rows), []).append((m.seconds, reports))
             if not results:
                 continue
             if stage in ENGINE_STAGES:
@@ -507,6 +523,17 @@ def main(argv=None) -> int:
                       for r in sizes if (stage, r) in medians and (base, r) in medians]
             if ratios:
                 print(f"Ratio {STAGES[stage][0]} / {name}: {'; '.join(ratios)}")
+    for stage in ("reconcile", "reconcile-duckdb"):
+        for r in sizes:
+            runs = engines.get((stage, r), [])
+            if len(runs) != args.runs or ("duckdb-join", r) not in medians:
+                continue
+            engine = statistics.median(t - rep for t, rep in runs)
+            join = medians[("duckdb-join", r)][0]
+            print(f"- {STAGES[stage][0]} at {r:,} keys without its reports (the command less what its log gives "
+                  f"report.html and report.xlsx, the same Python after either engine): median {_fmt_s(engine)} s "
+                  f"(runs {', '.join(_fmt_s(t - rep) for t, rep in runs)}; reports "
+                  f"{', '.join(_fmt_s(rep) for _, rep in runs)} s), {engine / join:.2f}x the plain DuckDB join")
     print("\nSeconds per million records (linear growth keeps this flat across scales):")
     for stage in args.stages:
         points = [(r, *medians[(stage, r)]) for r in sizes if (stage, r) in medians]

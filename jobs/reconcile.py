@@ -315,7 +315,7 @@ def _size_shuffle(spark, settings: Settings, storage: Storage, std_folders: list
 
 
 def _phase(what: str, since: float) -> None:
-    log.info("%s in %.1f s", what, time.time() - since)
+    log.info("%s in %.2f s", what, time.time() - since)
 
 
 def _lookback(storage: Storage, settings: Settings, day: dt.date, channels: list[str]) -> list[tuple[str, dt.date]]:

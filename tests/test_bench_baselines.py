@@ -85,3 +85,23 @@ def test_the_generated_conf_raises_the_statement_limit_only_for_bills_past_it(tm
     channel = (large / "conf" / "channels" / "wechatpay.toml").read_text()
     assert "max_statement_bytes = 30000000000" in channel and 'filename = "wechatpay_all_{date:%Y%m%d}.csv.gz"' in channel
     assert "[engine]" not in (large / "conf" / "pipeline.toml").read_text()
+
+
+def test_the_bench_reads_the_reports_time_from_the_line_a_reconcile_logs(tmp_path, caplog):
+    """``make bench`` gives the reconcile without its reports as the command's time less what its log gives the
+    reports: the line jobs.reconcile logs is the one bench/run.py reads (and the last of them counts)."""
+    import logging
+    import time
+
+    from bench.run import reports_seconds
+    from jobs.reconcile import _phase
+
+    with caplog.at_level(logging.INFO, logger="jobs.reconcile"):
+        _phase("wrote report.html and report.xlsx", time.time() - 2.5)
+        _phase("wrote report.html and report.xlsx", time.time() - 1.25)
+    log = tmp_path / "reconcile.log"
+    log.write_text("$ python -m recon.cli reconcile\n" + "\n".join(f"INFO jobs.reconcile: {r.getMessage()}"
+                                                                  for r in caplog.records) + "\n", "utf-8")
+    assert reports_seconds(log) == pytest.approx(1.25, abs=0.02)
+    log.write_text("$ python -m recon.cli reconcile\nexit 4\n", "utf-8")
+    assert reports_seconds(log) is None

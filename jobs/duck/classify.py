@@ -3,9 +3,10 @@ expressions, over the facts this module computes with sorts, aggregates and join
 
 Tables in, on one connection: ``local_in`` (LocalRecord columns), ``std_in`` (today's standard records),
 ``open_in`` (the opening open items), ``hist_in`` (earlier dates' standard records, the refund lookback) and
-``fids`` (source_file -> Spark's xxhash64 of it: the file's place in PRIMARY_ORDER). Tables out: ``totals``
-(per channel, category, side and carried) and ``rows`` (the records that are listed, carried or broken, with
-their outcome), as jobs/transforms.classify, slim_outcomes and with_details give them.
+``fids`` (source_file -> Spark's xxhash64 of it: the file's place in PRIMARY_ORDER; a record read from a
+Parquet copy holds it as ``_fid``). Tables out: ``totals`` (per channel, category, side and carried) and
+``rows`` (the records that are listed, carried or broken, with their outcome), as jobs/transforms.classify,
+slim_outcomes and with_details give them.
 
 Where the Spark engine shuffles every record by order and sorts it into one window, DuckDB finds the few keys
 with more than one record on a side, joins the two sides' primaries in one hash join by key and classifies
@@ -46,18 +47,22 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
     scope = sql_in(available) if available else "('')"
     common = ("channel", "txn_type", "order_no", "refund_no", "status", "currency")
     files = con.execute("SELECT source_file, fid FROM fids").fetchall()
-    # the file's id: a CASE over the few statement files (a join costs more)
-    if not files or len(files) > 256:
+    # the file's id: a CASE over the few statement files (a join costs more); none when every record holds it
+    if not files:
+        fid = "CAST(NULL AS BIGINT)"
+    elif len(files) > 256:
         fid = "(SELECT f.fid FROM fids f WHERE f.source_file = coalesce(x.source_file, ''))"
     else:
         fid = ("CASE coalesce(x.source_file, '') " + " ".join(f"WHEN {lit(n)} THEN {int(h)}" for n, h in files)
                + " END")
+    # a record read from a Parquet copy holds its file's id (jobs/duck/read.py)
+    std_fid = f"coalesce(x._fid, {fid})"
     keys = ", ".join(f"{blank_if_null('x.' + c)} AS {c}" for c in common)
     ok_rank = "CASE WHEN x.status = 'SUCCESS' THEN 0 ELSE 1 END"
     carried_as = "coalesce(nullif(x.carried_as, ''), 'PENDING_CUTOFF')"
     return {
         ("CHANNEL", 1): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {blank_if_null('x.channel_refund_id')} AS channel_refund_id,
-            x.source_line, {fid} AS fid, {blank_if_null('x.txn_time')} AS time, {d} AS first_seen, false AS carried,
+            x.source_line, {std_fid} AS fid, {blank_if_null('x.txn_time')} AS time, {d} AS first_seen, false AS carried,
             '' AS carried_as, {ok_rank} AS rank, {_rid(1, 'x')} AS rid""", "true"),
         ("CHANNEL", 2): (f"""{keys}, x.amount, x.fee, x.coupon_amount, {blank_if_null('x.channel_refund_id')} AS channel_refund_id,
             x.source_line, {fid} AS fid, x.txn_time AS time, {blank_if_null('x.first_seen')} AS first_seen, true AS carried,
@@ -72,7 +77,7 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
             {_rid(2, 'x')} AS rid, {blank_if_null('x.channel_refund_id')} AS channel_refund_id, {fid} AS fid, x.source_line""",
                        f"x.channel IN {scope} AND x.side = 'LOCAL'"),
         ("HIST", 3): (f"""{keys}, x.amount, {blank_if_null('x.channel_refund_id')} AS channel_refund_id, x.source_line,
-            {fid} AS fid, {blank_if_null('x.txn_time')} AS time""", "x.status = 'SUCCESS'"),
+            {std_fid} AS fid, {blank_if_null('x.txn_time')} AS time""", "x.status = 'SUCCESS'"),
     }
 
 

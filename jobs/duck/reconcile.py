@@ -258,10 +258,12 @@ def _load_local(con, storage: Storage, settings: Settings, day: dt.date) -> tupl
 
 
 def _file_ids(con) -> None:
-    """``fids``: each statement file's Spark xxhash64 (its place among records of one key and time)."""
+    """``fids``: each statement file's Spark xxhash64 (its place among records of one key and time), of the
+    records that do not hold it (``_fid``: those read from a Parquet copy do)."""
     names = {r[0] for r in con.execute("""
-        SELECT DISTINCT coalesce(source_file, '') FROM std_in UNION SELECT DISTINCT coalesce(source_file, '')
-        FROM open_in UNION SELECT DISTINCT coalesce(source_file, '') FROM hist_in""").fetchall()}
+        SELECT DISTINCT coalesce(source_file, '') FROM std_in WHERE _fid IS NULL
+        UNION SELECT DISTINCT coalesce(source_file, '') FROM open_in
+        UNION SELECT DISTINCT coalesce(source_file, '') FROM hist_in WHERE _fid IS NULL""").fetchall()}
     con.execute("CREATE OR REPLACE TEMP TABLE fids (source_file VARCHAR, fid BIGINT)")
     if names:
         con.executemany("INSERT INTO fids VALUES (?, ?)", [(n, xxhash64(n)) for n in sorted(names)])
