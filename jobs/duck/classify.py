@@ -16,7 +16,7 @@ each key once: the facts are the same, and the outputs byte-equal
 
 from __future__ import annotations
 
-from jobs.duck.expressions import MONEY, blank_if_null, lit, sql_in
+from jobs.duck.expressions import MAX_FILE_IDS, MONEY, blank_if_null, file_id_case, lit, sql_in
 from jobs.duck.outcomes import FACT_NAMES, listed, pair_chain, record_category, with_facts
 from jobs.duck.read import DETAIL_ONLY, details_from_parquet
 from jobs.rules import BREAKS, SIDE_RANK, ClassifyParams
@@ -46,15 +46,14 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
     d = lit(params.day)
     scope = sql_in(available) if available else "('')"
     common = ("channel", "txn_type", "order_no", "refund_no", "status", "currency")
-    files = con.execute("SELECT source_file, fid FROM fids").fetchall()
-    # the file's id: a CASE over the few statement files (a join costs more); none when every record holds it
+    files = [r[0] for r in con.execute("SELECT source_file FROM fids").fetchall()]
+    # the file's id: none when every record holds it, else a CASE over the few statement files
     if not files:
         fid = "CAST(NULL AS BIGINT)"
-    elif len(files) > 256:
+    elif len(files) > MAX_FILE_IDS:
         fid = "(SELECT f.fid FROM fids f WHERE f.source_file = coalesce(x.source_file, ''))"
     else:
-        fid = ("CASE coalesce(x.source_file, '') " + " ".join(f"WHEN {lit(n)} THEN {int(h)}" for n, h in files)
-               + " END")
+        fid = file_id_case("x.source_file", files)
     # a record read from a Parquet copy holds its file's id (jobs/duck/read.py)
     std_fid = f"coalesce(x._fid, {fid})"
     keys = ", ".join(f"{blank_if_null('x.' + c)} AS {c}" for c in common)

@@ -87,5 +87,18 @@ def fee_off(params: ClassifyParams, expected: str, fee: str) -> str:
     return f"({expected} IS NOT NULL AND abs({fee} - {expected}) > {tol})"
 
 
+# Statement files a file-id CASE names at most (``file_id_case``); past it the id comes another way.
+MAX_FILE_IDS = 256
+
+
+def file_id_case(column: str, names) -> str:
+    """SQL: the file id (``jobs.sparkhash.xxhash64``: the file's place in PRIMARY_ORDER) of the source file
+    named in text column ``column`` ('' for none), as one CASE over the few ``names`` (a join costs more)."""
+    from jobs.sparkhash import xxhash64
+
+    return (f"CASE coalesce({column}, '') " + " ".join(f"WHEN {lit(n)} THEN {xxhash64(n)}" for n in sorted(names))
+            + " END")
+
+
 def blank_if_null(col: str) -> str:
     return f"coalesce({col}, '')"

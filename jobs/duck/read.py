@@ -137,10 +137,7 @@ def _relative(storage: Storage, uri: str) -> str:
 # records fetch them again by (file, row) (``details_from_parquet``), which costs a fraction of holding them.
 # source_file is one of them: what the classification needs of it is its file id, ``_fid``, read beside it.
 DETAIL_ONLY = ("merchant_id", "channel_txn_id", "payer_id", "bank", "source_file")
-POINTER_TYPES = {"_pq_file": "INTEGER", "_pq_row": "BIGINT", "_fid": "BIGINT"}
-# More distinct source files than this in a table's Parquet copies: the records keep their source_file text
-# (and the classification finds their file ids from it), instead of a CASE of that many names.
-MAX_FILE_IDS = 1024
+POINTER_TYPES = {"_pq_file": "INTEGER", "_pq_row": "BIGINT"}
 
 
 def create_standard(con, storage: Storage, name: str, published: list[tuple[str, dt.date]]) -> None:
@@ -176,23 +173,22 @@ def create_standard(con, storage: Storage, name: str, published: list[tuple[str,
                        f"file_row_number AS _pq_row, CAST({fid} AS BIGINT) AS _fid "
                        f"FROM read_parquet({_list(parquet)})")
     con.execute(f"CREATE OR REPLACE TABLE {name} AS "
-                + (" UNION ALL ".join(selects) or _empty({**STANDARD_TYPES, **POINTER_TYPES})))
+                + (" UNION ALL ".join(selects) or _empty({**STANDARD_TYPES, **POINTER_TYPES, "_fid": "BIGINT"})))
 
 
 def _file_id_case(con, files: list[str]) -> str:
-    """SQL over a Parquet copy's ``source_file``: its file id (``jobs.sparkhash.xxhash64`` of the name, '' for
-    none), as a CASE of the copies' distinct names; "NULL" past MAX_FILE_IDS of them. A 10M-record day holds
-    the id (8 bytes) instead of 10M copies of the name (the read 0.3 s faster, and no CASE over the text later)."""
-    from jobs.duck.expressions import lit
-    from jobs.sparkhash import xxhash64
+    """SQL over Parquet copies' ``source_file``: its file id (``jobs.duck.expressions.file_id_case`` over the
+    copies' distinct names), or "NULL" past MAX_FILE_IDS names (the records then keep the text, and the
+    classification finds the ids from it). A 10M-record day holds the id (8 bytes) instead of 10M copies of
+    the name (the read 0.3 s faster, and no CASE over the text later)."""
+    from jobs.duck import expressions
 
     names = [r[0] for r in con.execute(
         f"SELECT DISTINCT coalesce(CAST(source_file AS VARCHAR), '') FROM read_parquet({_list(files)}) "
-        f"LIMIT {MAX_FILE_IDS + 1}").fetchall()]
-    if not names or len(names) > MAX_FILE_IDS:
+        f"LIMIT {expressions.MAX_FILE_IDS + 1}").fetchall()]
+    if not names or len(names) > expressions.MAX_FILE_IDS:
         return "NULL"
-    return ("CASE coalesce(CAST(source_file AS VARCHAR), '') "
-            + " ".join(f"WHEN {lit(n)} THEN {xxhash64(n)}" for n in sorted(names)) + " END")
+    return expressions.file_id_case("CAST(source_file AS VARCHAR)", names)
 
 
 def details_from_parquet(con, name: str) -> str:
@@ -201,7 +197,7 @@ def details_from_parquet(con, name: str) -> str:
     files = [r[0] for r in con.execute(f"SELECT path FROM {name}_parquet ORDER BY file_no").fetchall()]
     cols = ", ".join(f'CAST("{n}" AS VARCHAR) AS "{n}"' for n in DETAIL_ONLY)
     if not files:
-        return _empty({"_pq_file": "INTEGER", "_pq_row": "BIGINT", **dict.fromkeys(DETAIL_ONLY, "VARCHAR")})
+        return _empty({**POINTER_TYPES, **dict.fromkeys(DETAIL_ONLY, "VARCHAR")})
     return (f"SELECT CAST(file_index AS INTEGER) AS _pq_file, file_row_number AS _pq_row, {cols} "
             f"FROM read_parquet({_list(files)})")
 

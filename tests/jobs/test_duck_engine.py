@@ -204,8 +204,9 @@ def test_the_contracted_fee_in_sql_is_exact_for_narrow_and_wide_rates(rate, roun
 
 def test_the_source_files_name_is_read_as_text_when_the_copies_name_too_many(demo_dir, monkeypatch):
     """A record read from a Parquet copy holds its source file's id, a CASE over the copies' names; past
-    MAX_FILE_IDS names it keeps the name's text instead. Both ways give the same bytes."""
-    import jobs.duck.read as read
+    MAX_FILE_IDS names it keeps the name's text instead (and the classification looks the ids up in a table,
+    not a CASE). Both ways give the same bytes."""
+    import jobs.duck.expressions as expressions
 
     monkeypatch.setenv("RECON_ENGINE_COMPARE_WITH", "")
     conf, day = demo_dir / "conf" / "pipeline.toml", DAY2.isoformat()
@@ -215,6 +216,6 @@ def test_the_source_files_name_is_read_as_text_when_the_copies_name_too_many(dem
     assert list((demo_dir / "root" / "standard").glob(f"*/{day}/_columnar/*.parquet"))  # read from the copies
     by_id = {n: (recon / n).read_bytes() for n in DATA_FILES}
     assert b".csv" in by_id["discrepancies.csv"]  # rows that show their source file
-    monkeypatch.setattr(read, "MAX_FILE_IDS", 0)
+    monkeypatch.setattr(expressions, "MAX_FILE_IDS", 0)
     assert run_cli("reconcile", "--conf", str(conf), "--date", day, "--engine", "duckdb") == 0
     assert {n: (recon / n).read_bytes() for n in DATA_FILES} == by_id
