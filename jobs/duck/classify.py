@@ -39,6 +39,27 @@ def _rank(side: str, ok: str, carried: str) -> str:
     return f"({side_rank} + CASE WHEN ({side} = 'CHANNEL' AND {ok}) OR ({side} <> 'CHANNEL' AND {carried}) THEN 0 ELSE 1 END)"
 
 
+# The key (channel, txn_type, order_no, refund_no) as the join and the duplicate search compare it: (order_no,
+# kind, ext). ``kind`` numbers the few (channel, txn_type) pairs of the run's channels, ``ext`` is then the
+# refund_no; any other pair is kind -1 with all three texts in ``ext``, each prefixed by its length. One-to-one
+# either way, so equal codes are equal keys; a join on one small integer and two texts instead of four texts is a
+# third faster (the texts are compared on every match: a low-cardinality text costs as much as the order number).
+JOIN_KEY = ("order_no", "kind", "ext")
+TXN_TYPES = ("PAYMENT", "REFUND")
+
+
+def key_code(available: list[str], channel: str, txn_type: str, refund_no: str) -> tuple[str, str]:
+    """SQL (kind, ext) of a key whose parts are the SQL texts ``channel``, ``txn_type`` and ``refund_no`` (never
+    NULL), as JOIN_KEY says."""
+    pairs = [(ch, t) for ch in sorted(set(available)) for t in TXN_TYPES]
+    kind = ("CASE " + " ".join(f"WHEN {channel} = {lit(ch)} AND {txn_type} = {lit(t)} THEN {i}"
+                               for i, (ch, t) in enumerate(pairs)) + " ELSE -1 END") if pairs else "-1"
+    spelled = " || ".join(f"CAST(length({v}) AS VARCHAR) || ':' || {v}" for v in (channel, txn_type)) + f" || {refund_no}"
+    ext = f"CASE WHEN {channel} IN {sql_in(sorted(set(available)) or [''])} AND {txn_type} IN {sql_in(TXN_TYPES)} " \
+          f"THEN {refund_no} ELSE {spelled} END"
+    return f"CAST({kind} AS SMALLINT)", ext
+
+
 def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tuple[str, int], tuple[str, str]]:
     """(side, source) -> (the select list of a side's record over input table SOURCES[source] as ``x``, the
     condition that makes it one): what the views ``crec`` and ``lrec`` unite, and what ``_rows`` computes again
@@ -57,6 +78,8 @@ def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tu
     # a record read from a Parquet copy holds its file's id (jobs/duck/read.py)
     std_fid = f"coalesce(x._fid, {fid})"
     keys = ", ".join(f"{blank_if_null('x.' + c)} AS {c}" for c in common)
+    kind, ext = key_code(available, *(blank_if_null("x." + c) for c in ("channel", "txn_type", "refund_no")))
+    keys += f", {kind} AS kind, {ext} AS ext"
     ok_rank = "CASE WHEN x.status = 'SUCCESS' THEN 0 ELSE 1 END"
     carried_as = "coalesce(nullif(x.carried_as, ''), 'PENDING_CUTOFF')"
     return {
@@ -146,7 +169,7 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
         members = f"""
             SELECT rid FROM (
                 SELECT h, rid, lag(h) OVER w AS prev, lead(h) OVER w AS next
-                FROM (SELECT hash({KEY}) AS h, rid FROM {view}) WINDOW w AS (ORDER BY h))
+                FROM (SELECT hash({", ".join(JOIN_KEY)}) AS h, rid FROM {view}) WINDOW w AS (ORDER BY h))
             WHERE h = prev OR h = next"""
         con.execute(f"CREATE OR REPLACE TEMP TABLE {side}mem AS {_by_rid(selects, side_name, members)}")
         con.execute(f"""
@@ -163,13 +186,14 @@ def classify(con, params: ClassifyParams, available: list[str]) -> None:
                                f"SELECT m.* FROM {side}mem m SEMI JOIN {side}dup d ON d.primary_rid = m.rid")
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW {side}prim AS
-            SELECT {KEY}, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM ({singles})
+            SELECT {KEY}, kind, ext, {cols}, 1 AS n_{side}, {ok} AS n_{side}_ok FROM ({singles})
             UNION ALL
-            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, {", ".join(f"r.{f}" for f in _SLIM[side])},
+            SELECT r.channel, r.txn_type, r.order_no, r.refund_no, r.kind, r.ext,
+                   {", ".join(f"r.{f}" for f in _SLIM[side])},
                    d.n, d.n_ok
             FROM ({primaries}) r JOIN {side}dup d ON d.primary_rid = r.rid""")
     keys = ", ".join(f"coalesce(c.{k}, l.{k}) AS {k}" for k in _KEY_COLS)
-    on = " AND ".join(f"c.{k} = l.{k}" for k in _KEY_COLS)
+    on = " AND ".join(f"c.{k} = l.{k}" for k in JOIN_KEY)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW keys AS
         SELECT {keys}, coalesce(c.n_c, 0) AS n_channel, coalesce(c.n_c_ok, 0) AS n_channel_ok,
@@ -201,10 +225,14 @@ def _order_facts(con, channels: bool) -> None:
             SEMI JOIN (SELECT DISTINCT order_no, channel FROM refund_fact_rows) r
                 ON r.order_no = p.order_no AND r.channel = p.channel
             WHERE p.txn_type = 'PAYMENT' GROUP BY p.order_no, p.channel),
-        running AS (
+        several AS (SELECT order_no, channel FROM refund_fact_rows GROUP BY ALL HAVING count(*) > 1),
+        running AS (  -- a window over the few orders refunded more than once (a window of 400k one-row
+                      -- partitions costs 8x a hash aggregate); a lone refund's running total is its amount
+            SELECT rid, order_no, channel, amount AS cum FROM refund_fact_rows ANTI JOIN several USING (order_no, channel)
+            UNION ALL
             SELECT rid, order_no, channel,
                    sum(amount) OVER (PARTITION BY order_no, channel ORDER BY {_REFUND_ORDER}) AS cum
-            FROM refund_fact_rows)
+            FROM refund_fact_rows SEMI JOIN several USING (order_no, channel))
         SELECT r.rid, r.cum, p.paid FROM running r LEFT JOIN paid p USING (order_no, channel)
         WHERE r.rid IS NOT NULL""")
 

@@ -219,3 +219,28 @@ def test_the_source_files_name_is_read_as_text_when_the_copies_name_too_many(dem
     monkeypatch.setattr(expressions, "MAX_FILE_IDS", 0)
     assert run_cli("reconcile", "--conf", str(conf), "--date", day, "--engine", "duckdb") == 0
     assert {n: (recon / n).read_bytes() for n in DATA_FILES} == by_id
+
+
+KEY_PARTS = ["wechatpay", "alipay", "PAYMENT", "REFUND", "", "R1", "1:a", "7:PAYMENT", "9:wechatpay", ":", "payment"]
+
+
+def test_the_coded_key_is_one_to_one():
+    """The join and the duplicate search compare (kind, ext) instead of (channel, txn_type, refund_no)
+    (jobs.duck.classify.key_code): two keys get equal codes only when they are equal, for the run's channels
+    and for any other text, lengths and colons included."""
+    import itertools
+
+    import duckdb
+
+    from jobs.duck.classify import key_code
+
+    keys = list(itertools.product(KEY_PARTS, repeat=3))
+    kind, ext = key_code(["wechatpay", "unionpay"], "channel", "txn_type", "refund_no")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE k (channel VARCHAR, txn_type VARCHAR, refund_no VARCHAR)")
+    con.executemany("INSERT INTO k VALUES (?, ?, ?)", keys)
+    coded = con.execute(f"SELECT channel, txn_type, refund_no, {kind}, {ext} FROM k").fetchall()
+    assert len({(r[3], r[4]) for r in coded}) == len(keys)
+    known = {r[:3]: r[3] for r in coded if r[3] >= 0}
+    assert set(known) == {(c, t, n) for c, t, n in keys if c == "wechatpay" and t in ("PAYMENT", "REFUND")}
+    assert all(r[4] == r[2] for r in coded if r[3] >= 0)  # a known pair's ext is its refund_no
