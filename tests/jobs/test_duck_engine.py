@@ -244,3 +244,35 @@ def test_the_coded_key_is_one_to_one():
     known = {r[:3]: r[3] for r in coded if r[3] >= 0}
     assert set(known) == {(c, t, n) for c, t, n in keys if c == "wechatpay" and t in ("PAYMENT", "REFUND")}
     assert all(r[4] == r[2] for r in coded if r[3] >= 0)  # a known pair's ext is its refund_no
+
+
+def test_an_error_after_the_connection_is_let_go_is_the_runs_error_and_the_close_is_waited_for(demo_dir, monkeypatch,
+                                                                                                 capsys):
+    """Once open_items.csv is staged, the DuckDB connection closes in a thread while the summary and the reports
+    are written (jobs.duck.reconcile.reconcile_date). A disk that fills up there is still the run's error (exit
+    1, in its words), the staged result is discarded, the published one stays, and the close is waited for."""
+    import errno
+    import threading
+
+    from jobs import reconcile as shared
+
+    monkeypatch.setenv("RECON_ENGINE_COMPARE_WITH", "")
+    conf, day = str(demo_dir / "conf" / "pipeline.toml"), DAY1.isoformat()
+    assert run_cli("run", "--conf", conf, "--date", day, "--engine", "duckdb") == 0
+    recon = demo_dir / "root" / "recon" / day
+    before = {p.name: p.read_bytes() for p in recon.iterdir()}
+    released = []
+
+    def summary_on_a_full_disk(*args, **kwargs):
+        released.extend(t for t in threading.enumerate() if t.name == "duckdb-close")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shared, "build_summary", summary_on_a_full_disk)
+    capsys.readouterr()
+    assert run_cli("reconcile", "--conf", conf, "--date", day, "--engine", "duckdb") == 1
+    said = "".join(capsys.readouterr())
+    assert "no space left on device" in said.lower() and f"date {day}" in said
+    assert released, "the connection was not being closed beside the summary"
+    assert not any(t.is_alive() for t in released)
+    assert {p.name: p.read_bytes() for p in recon.iterdir()} == before
+    assert not [p.name for p in recon.parent.iterdir() if p.name.startswith((".staging-", ".retired-"))]
