@@ -51,13 +51,16 @@ TXN_TYPES = ("PAYMENT", "REFUND")
 def key_code(available: list[str], channel: str, txn_type: str, refund_no: str) -> tuple[str, str]:
     """SQL (kind, ext) of a key whose parts are the SQL texts ``channel``, ``txn_type`` and ``refund_no`` (never
     NULL), as JOIN_KEY says."""
-    pairs = [(ch, t) for ch in sorted(set(available)) for t in TXN_TYPES]
-    kind = ("CASE " + " ".join(f"WHEN {channel} = {lit(ch)} AND {txn_type} = {lit(t)} THEN {i}"
-                               for i, (ch, t) in enumerate(pairs)) + " ELSE -1 END") if pairs else "-1"
+    channels = sorted(set(available))
+    if not channels:
+        known, kind = "false", "-1"
+    else:
+        known = f"{channel} IN {sql_in(channels)} AND {txn_type} IN {sql_in(TXN_TYPES)}"
+        pairs = [(ch, t) for ch in channels for t in TXN_TYPES]
+        kind = "CASE " + " ".join(f"WHEN {channel} = {lit(ch)} AND {txn_type} = {lit(t)} THEN {i}"
+                                  for i, (ch, t) in enumerate(pairs)) + " ELSE -1 END"
     spelled = " || ".join(f"CAST(length({v}) AS VARCHAR) || ':' || {v}" for v in (channel, txn_type)) + f" || {refund_no}"
-    ext = f"CASE WHEN {channel} IN {sql_in(sorted(set(available)) or [''])} AND {txn_type} IN {sql_in(TXN_TYPES)} " \
-          f"THEN {refund_no} ELSE {spelled} END"
-    return f"CAST({kind} AS SMALLINT)", ext
+    return f"CAST({kind} AS SMALLINT)", f"CASE WHEN {known} THEN {refund_no} ELSE {spelled} END"
 
 
 def record_selects(con, params: ClassifyParams, available: list[str]) -> dict[tuple[str, int], tuple[str, str]]:
